@@ -1,0 +1,316 @@
+"""The typed shape of inventory.yaml.
+
+Every model forbids unknown keys, so a misspelt field is an error with a
+suggestion instead of a silently ignored setting. Defaults are the runbook's
+values; the sandbox environment overrides only what differs on loopback.
+
+Strings in a few fields may carry the placeholders ``{host}`` (the host's
+name) and ``{address}`` (its address): that is how one sandbox environment
+gives every loopback host its own root folder and nginx prefix. They are
+resolved per host by :func:`adapto_ops.inventory.hosts.for_host`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+NAME_RE = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+ENV_VAR_RE = r"^[A-Z_][A-Z0-9_]*$"
+HOSTNAME_RE = re.compile(
+    r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+)
+SIZE_RE = r"^[0-9]+[kKmMgG]?$"
+RATE_RE = r"^[0-9]+r/[sm]$"
+PLACEHOLDERS = ("{host}", "{address}")
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Name = Annotated[str, Field(pattern=NAME_RE)]
+EnvVarName = Annotated[str, Field(pattern=ENV_VAR_RE)]
+
+
+def _absolute(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"must be an absolute path (starting with /), got {value!r}")
+    if "\n" in value or "'" in value or '"' in value or ";" in value:
+        raise ValueError("must not contain quotes, semicolons or newlines")
+    return value
+
+
+def _hostname(value: str) -> str:
+    if not HOSTNAME_RE.match(value):
+        raise ValueError(f"{value!r} is not a valid host name (lowercase letters, digits, dots)")
+    return value
+
+
+AbsPath = Annotated[str, AfterValidator(_absolute)]
+HostName = Annotated[str, AfterValidator(_hostname)]
+
+
+def _unique(values: list[str]) -> list[str]:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{value!r} is listed twice")
+        seen.add(value)
+    return values
+
+
+class Strict(BaseModel):
+    """Base for every inventory section: unknown keys are errors, objects are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Host(Strict):
+    """One server we reach over SSH."""
+
+    name: Name
+    address: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9.:\-\[\]]+$")]
+    port: Port = 22
+    user: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]*$")] = "root"
+    key_file: str | None = None
+    roles: Annotated[
+        list[Literal["web", "backend"]], Field(min_length=1), AfterValidator(_unique)
+    ] = ["web", "backend"]
+    # Where nginx on a web host reaches this host's backend instances.
+    private_address: Annotated[str, Field(pattern=r"^[A-Za-z0-9.:\-{}]+$")] = "127.0.0.1"
+
+
+class Paths(Strict):
+    """Where releases live on a host (DESIGN.md section 4)."""
+
+    root: AbsPath
+    keep_releases: Annotated[int, Field(ge=2, le=100)] = 5
+    # Where the rotation rules for the backend logs go (default /etc/logrotate.d/<project>).
+    logrotate_config: AbsPath | None = None
+
+
+class Frontend(Strict):
+    """The static React/Vite build nginx serves."""
+
+    source: str = "."
+    build: str | None = "npm ci && npm run build"
+    dist: str = "dist"
+    assets_dir: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = "assets"
+
+
+class Backend(Strict):
+    """The API process(es) PM2 runs behind nginx."""
+
+    name: Name = "ai-platform-backend"
+    kind: Literal["python", "node"]
+    source: str
+    install: str | None = None
+    build: str | None = None
+    # {port} and {bind} are replaced per instance; Node backends read PORT instead.
+    start: Annotated[str, Field(min_length=1)]
+    base_port: Port = 3001
+    instances: Annotated[int, Field(ge=1, le=16)] = 2
+    bind: str = "127.0.0.1"
+    health_path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9/_.-]*$")] = "/api/health"
+    env: dict[EnvVarName, str] = {}
+    requires: Annotated[list[EnvVarName], AfterValidator(_unique)] = []
+    dependency_files: list[str] | None = None
+    memory_limit: Annotated[str, Field(pattern=r"^[0-9]+[KMG]$")] = "512M"
+    kill_timeout_ms: Annotated[int, Field(ge=1000, le=120000)] = 10000
+
+    @property
+    def ports(self) -> list[int]:
+        """The consecutive ports of the instances: base_port, base_port + 1, ..."""
+        return [self.base_port + i for i in range(self.instances)]
+
+    @property
+    def dependency_manifest(self) -> list[str]:
+        """Files whose content decides whether dependencies must be reinstalled."""
+        if self.dependency_files is not None:
+            return self.dependency_files
+        if self.kind == "python":
+            return ["requirements.txt"]
+        return ["package.json", "package-lock.json"]
+
+
+class RateLimit(Strict):
+    """One limit_req zone: a sustained rate and a burst allowance."""
+
+    rate: Annotated[str, Field(pattern=RATE_RE)]
+    burst: Annotated[int, Field(ge=0, le=100000)]
+
+
+class RateLimits(Strict):
+    api: RateLimit = RateLimit(rate="20r/s", burst=40)
+    auth: RateLimit = RateLimit(rate="5r/m", burst=10)
+
+
+class Tls(Strict):
+    """Where the certificate comes from and what nginx does with it."""
+
+    mode: Literal["letsencrypt", "provided", "self-signed"]
+    certificate: AbsPath | None = None
+    certificate_key: AbsPath | None = None
+    # The issuer chain; OCSP stapling needs it to verify responses.
+    trusted_certificate: AbsPath | None = None
+    # None: decided by mode. Let's Encrypt stopped running OCSP in 2025, so its
+    # certificates carry no responder URL and stapling would only log warnings.
+    ocsp_stapling: bool | None = None
+    acme_webroot: AbsPath = "/var/www/letsencrypt"
+    email: str | None = None
+    hsts_max_age: Annotated[int, Field(ge=0)] = 63072000
+
+    @model_validator(mode="after")
+    def _provided_needs_paths(self) -> Tls:
+        if self.mode == "provided" and not (self.certificate and self.certificate_key):
+            raise ValueError(
+                "mode 'provided' needs certificate and certificate_key paths"
+            )
+        if self.ocsp_stapling and self.mode == "self-signed":
+            raise ValueError("ocsp_stapling cannot work with a self-signed certificate")
+        return self
+
+
+class Nginx(Strict):
+    """The site nginx serves: names, TLS, limits, where its files and logs live."""
+
+    server_names: Annotated[list[HostName], Field(min_length=1), AfterValidator(_unique)]
+    # With several names, the first is canonical and the others redirect to it.
+    redirect_aliases: bool = True
+    listen: Annotated[list[str], Field(min_length=1)] = ["0.0.0.0", "[::]"]
+    http_port: Port = 80
+    https_port: Port = 443
+    http2: bool = True
+    tls: Tls
+    control: Literal["systemd", "signal"] = "systemd"
+    binary: str = "nginx"
+    prefix: AbsPath | None = None
+    main_config: AbsPath | None = None
+    site_config: AbsPath | None = None
+    site_enabled: AbsPath | None = None
+    access_log: AbsPath = "/var/log/nginx/access.log"
+    error_log: AbsPath = "/var/log/nginx/error.log"
+    client_max_body_size: Annotated[str, Field(pattern=SIZE_RE)] = "10m"
+    rate_limits: RateLimits = RateLimits()
+    websocket_path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9/_.-]*$")] = "/ws"
+    upstream_keepalive: Annotated[int, Field(ge=1, le=1024)] = 32
+
+    @model_validator(mode="after")
+    def _signal_needs_prefix(self) -> Nginx:
+        if self.control == "signal" and not self.prefix:
+            raise ValueError("control 'signal' needs a prefix (nginx -p PREFIX)")
+        return self
+
+    @property
+    def canonical_name(self) -> str:
+        return self.server_names[0]
+
+    @property
+    def site_config_path(self) -> str:
+        if self.site_config:
+            return self.site_config
+        return f"/etc/nginx/sites-available/{self.canonical_name}"
+
+    @property
+    def site_enabled_path(self) -> str:
+        if self.site_enabled:
+            return self.site_enabled
+        return f"/etc/nginx/sites-enabled/{self.canonical_name}"
+
+    @property
+    def main_config_path(self) -> str:
+        if self.main_config:
+            return self.main_config
+        if self.prefix:
+            return f"{self.prefix}/conf/nginx.conf"
+        return "/etc/nginx/nginx.conf"
+
+    @property
+    def certificate_path(self) -> str:
+        if self.tls.certificate:
+            return self.tls.certificate
+        if self.tls.mode == "letsencrypt":
+            return f"/etc/letsencrypt/live/{self.canonical_name}/fullchain.pem"
+        return f"/etc/ssl/certs/{self.canonical_name}.pem"
+
+    @property
+    def certificate_key_path(self) -> str:
+        if self.tls.certificate_key:
+            return self.tls.certificate_key
+        if self.tls.mode == "letsencrypt":
+            return f"/etc/letsencrypt/live/{self.canonical_name}/privkey.pem"
+        return f"/etc/ssl/private/{self.canonical_name}.key"
+
+    @property
+    def trusted_certificate_path(self) -> str | None:
+        if self.tls.trusted_certificate:
+            return self.tls.trusted_certificate
+        if self.tls.mode == "letsencrypt":
+            return f"/etc/letsencrypt/live/{self.canonical_name}/chain.pem"
+        return None
+
+    @property
+    def ocsp_stapling(self) -> bool:
+        if self.tls.ocsp_stapling is not None:
+            return self.tls.ocsp_stapling
+        return self.tls.mode == "provided" and self.tls.trusted_certificate is not None
+
+
+FIREWALL_RULE_RE = r"^[0-9]{1,5}(:[0-9]{1,5})?(/(tcp|udp))?$"
+
+
+class Firewall(Strict):
+    """ufw rules; SSH is always allowed first so enabling ufw cannot lock us out."""
+
+    manage: bool = True
+    allow: list[Annotated[str, Field(pattern=FIREWALL_RULE_RE)]] = ["22/tcp", "80/tcp", "443/tcp"]
+    deny: list[Annotated[str, Field(pattern=FIREWALL_RULE_RE)]] = ["3001/tcp"]
+
+
+class Health(Strict):
+    """The runbook's success criteria, as budgets the health check enforces."""
+
+    api_budget_ms: Annotated[int, Field(ge=1)] = 200
+    page_budget_ms: Annotated[int, Field(ge=1)] = 2000
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
+    # A deploy waits this long for a restarted instance to answer its health check.
+    instance_start_timeout_s: Annotated[float, Field(gt=0, le=600)] = 60.0
+
+
+class Secrets(Strict):
+    """Secret names only; values come from the process environment or `file`."""
+
+    names: Annotated[list[EnvVarName], AfterValidator(_unique)] = []
+    # Relative to inventory.yaml; must stay out of git.
+    file: str | None = None
+
+
+class Environment(Strict):
+    """One deployable environment: its hosts and everything they run."""
+
+    description: str = ""
+    hosts: Annotated[list[Host], Field(min_length=1)]
+    paths: Paths
+    frontend: Frontend = Frontend()
+    backend: Backend
+    nginx: Nginx
+    firewall: Firewall = Firewall()
+    health: Health = Health()
+    secrets: Secrets = Secrets()
+
+    def host(self, name: str) -> Host:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        known = ", ".join(h.name for h in self.hosts)
+        raise KeyError(f"no host {name!r} (hosts: {known})")
+
+    def hosts_with(self, role: str) -> list[Host]:
+        return [h for h in self.hosts if role in h.roles]
+
+
+class Inventory(Strict):
+    """The whole inventory.yaml."""
+
+    version: Literal[1] = 1
+    project: Name
+    environments: Annotated[dict[Name, Environment], Field(min_length=1)]

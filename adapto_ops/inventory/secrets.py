@@ -1,0 +1,87 @@
+"""Secret values: from the process environment first, then an untracked dotenv file.
+
+Values live only in memory and in the files we write with mode 0600; anything
+printed goes through :func:`mask`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adapto_ops.errors import SecretError
+
+
+@dataclass(frozen=True)
+class SecretValues:
+    """The secrets an environment names, those we found and those we did not."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    source_file: Path | None = None
+
+    def require_all(self, env_name: str) -> None:
+        """Fail with one line naming every missing secret and where to put it."""
+        if not self.missing:
+            return
+        where = f" or add them to {self.source_file}" if self.source_file else ""
+        raise SecretError(
+            f"environment {env_name!r}: secret(s) not set: {', '.join(self.missing)}; "
+            f"export them{where}"
+        )
+
+
+def parse_dotenv(text: str) -> dict[str, str]:
+    """KEY=VALUE lines; '#' comments, optional `export ` and matching quotes."""
+    values: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        values[key.strip()] = _unquote(value.strip())
+    return values
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        return value[1:-1]
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return re.sub(r'\\(n|"|\\)', lambda m: "\n" if m[1] == "n" else m[1], value[1:-1])
+    return value
+
+
+def dotenv_quote(value: str) -> str:
+    """A value as a dotenv line writes it: bare when safe, else double-quoted with escapes."""
+    if re.fullmatch(r"[A-Za-z0-9_./:@%+,-]*", value):
+        return value
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def resolve_secrets(
+    names: list[str], secrets_file: Path | None, environ: Mapping[str, str] | None = None
+) -> SecretValues:
+    """Look every name up in ``environ`` (default: os.environ), then in ``secrets_file``."""
+    environ = os.environ if environ is None else environ
+    from_file: dict[str, str] = {}
+    if secrets_file is not None and secrets_file.is_file():
+        from_file = parse_dotenv(secrets_file.read_text(encoding="utf-8"))
+    values: dict[str, str] = {}
+    missing: list[str] = []
+    for name in names:
+        if environ.get(name):
+            values[name] = environ[name]
+        elif from_file.get(name):
+            values[name] = from_file[name]
+        else:
+            missing.append(name)
+    return SecretValues(values=values, missing=missing, source_file=secrets_file)
+
+
+def mask(value: str) -> str:
+    """What may be shown of a secret: its length only."""
+    return f"****({len(value)} chars)" if value else "****"

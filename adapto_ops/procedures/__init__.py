@@ -1,0 +1,1 @@
+"""Procedures: the runbook's sequences of steps, called by the thin CLI."""

@@ -1,0 +1,1 @@
+"""Rendering configs from templates (pure) and checking them with the real tools."""
