@@ -284,6 +284,13 @@ class Secrets(Strict):
     file: str | None = None
 
 
+class Sandbox(Strict):
+    """Marks an environment as a local rehearsal made by `adapto sandbox up`."""
+
+    # Per host: sshd config and keys, PM2_HOME, pid files. Usually has {host}.
+    dir: AbsPath
+
+
 class Environment(Strict):
     """One deployable environment: its hosts and everything they run."""
 
@@ -296,6 +303,7 @@ class Environment(Strict):
     firewall: Firewall = Firewall()
     health: Health = Health()
     secrets: Secrets = Secrets()
+    sandbox: Sandbox | None = None
 
     def host(self, name: str) -> Host:
         for host in self.hosts:

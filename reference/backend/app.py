@@ -91,7 +91,12 @@ def _log(method: str, path: str, status: int | str, started: float) -> None:
 class HTTPError(Exception):
     """An error answer raised from a handler: status plus a JSON body."""
 
-    def __init__(self, status: int, body: dict[str, Any], headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        body: dict[str, Any],
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
         super().__init__(status, body)
         self.status = status
         self.body = body
@@ -250,7 +255,8 @@ async def _lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
-            print(f"started release={RELEASE} instance={INSTANCE or '-'} pid={os.getpid()}", flush=True)
+            pid = os.getpid()
+            print(f"started release={RELEASE} instance={INSTANCE or '-'} pid={pid}", flush=True)
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             print(f"stopping release={RELEASE} instance={INSTANCE or '-'}", flush=True)
