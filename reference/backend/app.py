@@ -245,7 +245,7 @@ async def _websocket(scope: Scope, receive: Receive, send: Send) -> None:
             break
         # Echo exactly what came, text as text and binary as binary.
         if message.get("text") is not None:
-            await send({"type": "websocket.send", "text": message["text"]})
+            await send({"type": "websocket.send", "text": message["text"].strip()})
         elif message.get("bytes") is not None:
             await send({"type": "websocket.send", "bytes": message["bytes"]})
     _log("WS", path, code, started)

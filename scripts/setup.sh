@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what adapto, its tests and its sandbox need on a Debian machine,
+# skipping whatever is already there (a second run takes a few seconds).
+#   apt: nginx, openssh-server, ufw, logrotate, rsync, nodejs/npm (if no node)
+#   npm: pm2      pip: adapto itself (editable) with its test extras
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+[ -x /usr/sbin/sshd ] || need_apt+=(openssh-server)
+command -v ufw >/dev/null 2>&1 || [ -x /usr/sbin/ufw ] || need_apt+=(ufw)
+command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || need_apt+=(logrotate)
+command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: apt-get install ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+# Debian's nginx package may start a system nginx on :80; adapto's sandbox runs
+# its own, so the system one is left alone.
+
+if ! command -v pm2 >/dev/null 2>&1; then
+  echo "setup: npm install -g pm2"
+  npm install -g --no-audit --no-fund pm2@5 >/dev/null
+fi
+
+stamp=.adapto/setup-stamp
+want="$(sha256sum pyproject.toml | cut -c1-16)-$(python3 --version)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! command -v adapto >/dev/null 2>&1; then
+  echo "setup: pip install -e .[test,backend]"
+  python3 -m pip install -q --disable-pip-version-check -e ".[test,backend]"
+  mkdir -p .adapto && echo "$want" > "$stamp"
+fi
