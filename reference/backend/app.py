@@ -71,6 +71,8 @@ CONFIG_NAMES = (
 )
 
 MAX_BODY = 1024 * 1024
+# Up to this much of an oversized body is read and dropped before the 413.
+MAX_DRAIN = 8 * MAX_BODY
 MAX_SLEEP_MS = 10_000
 WS_PATH = "/ws"
 
@@ -127,11 +129,12 @@ async def _send_json(
 
 
 async def _read_body(scope: Scope, receive: Receive) -> bytes:
-    # Refuse early on a declared length, and again while reading, since a
-    # chunked body declares none.
+    """The request body, or 413 once it passes MAX_BODY."""
+    too_large = HTTPError(413, {"error": "body too large", "limit": MAX_BODY})
     for name, value in scope["headers"]:
-        if name == b"content-length" and value.isdigit() and int(value) > MAX_BODY:
-            raise HTTPError(413, {"error": "body too large", "limit": MAX_BODY})
+        # Far too large: refuse without reading (uvicorn then drops the connection).
+        if name == b"content-length" and value.isdigit() and int(value) > MAX_DRAIN:
+            raise too_large
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -140,11 +143,18 @@ async def _read_body(scope: Scope, receive: Receive) -> bytes:
             raise ConnectionAbortedError("client went away while sending the body")
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY:
-            raise HTTPError(413, {"error": "body too large", "limit": MAX_BODY})
-        chunks.append(chunk)
+        if size <= MAX_BODY:
+            chunks.append(chunk)
+        elif size > MAX_DRAIN:
+            raise too_large
         if not message.get("more_body", False):
-            return b"".join(chunks)
+            break
+    # A body a little over the limit is read to its end and dropped before the
+    # 413: answering mid-upload closes the connection under a client that is
+    # still sending, and it then sees a reset instead of the 413.
+    if size > MAX_BODY:
+        raise too_large
+    return b"".join(chunks)
 
 
 def _require(method: str, *allowed: str) -> None:
@@ -245,7 +255,7 @@ async def _websocket(scope: Scope, receive: Receive, send: Send) -> None:
             break
         # Echo exactly what came, text as text and binary as binary.
         if message.get("text") is not None:
-            await send({"type": "websocket.send", "text": message["text"].strip()})
+            await send({"type": "websocket.send", "text": message["text"]})
         elif message.get("bytes") is not None:
             await send({"type": "websocket.send", "bytes": message["bytes"]})
     _log("WS", path, code, started)
