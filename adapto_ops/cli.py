@@ -140,6 +140,182 @@ def init(
     run(body)
 
 
+# --- deploy, rollback, releases ----------------------------------------------------
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON event per line (for CI)")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
+BreakLockOpt = Annotated[
+    bool, typer.Option("--break-lock", help="remove a stale deploy lock left by a dead deploy")
+]
+
+
+class DeployWhat(str, Enum):
+    frontend = "frontend"
+    backend = "backend"
+    all = "all"
+
+
+def _exit_with(code: int) -> None:
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def deploy(
+    what: Annotated[DeployWhat, typer.Argument(help="what to ship")] = DeployWhat.all,
+    env: EnvOpt = ...,  # type: ignore[assignment]
+    inventory: InventoryOpt = None,
+    host: HostOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print every command and config diff; change nothing")
+    ] = False,
+    yes: YesOpt = False,
+    skip_build: Annotated[
+        bool, typer.Option("--skip-build", help="ship the existing frontend dist/ as it is")
+    ] = False,
+    break_lock: BreakLockOpt = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="deploy even if the live release has this content")
+    ] = False,
+    json_output: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Build, upload over SSH, switch atomically, restart without downtime, gate on health.
+
+    A release that fails its health checks is rolled back by itself (exit 1).
+    Example: adapto deploy all -e sandbox --yes
+    """
+
+    def body() -> None:
+        from adapto_ops.procedures.deploy import run_deploy
+
+        _exit_with(run_deploy(
+            inventory=inventory, env_name=env, hosts=host, what=what.value, dry_run=dry_run,
+            yes=yes, skip_build=skip_build, break_lock=break_lock, force=force,
+            as_json=json_output,
+        ))
+
+    run(body)
+
+
+@app.command()
+def rollback(
+    env: EnvOpt = ...,  # type: ignore[assignment]
+    inventory: InventoryOpt = None,
+    host: HostOpt = None,
+    to: Annotated[str | None, typer.Option("--to", metavar="ID", help="release id")] = None,
+    yes: YesOpt = False,
+    break_lock: BreakLockOpt = False,
+    json_output: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Switch back to the previous live release (or --to ID) without downtime.
+
+    Example: adapto rollback -e sandbox --to 20261125120000
+    """
+
+    def body() -> None:
+        from adapto_ops.procedures.deploy import run_rollback
+
+        _exit_with(run_rollback(inventory=inventory, env_name=env, hosts=host, to=to, yes=yes,
+                                break_lock=break_lock, as_json=json_output))
+
+    run(body)
+
+
+@app.command()
+def releases(
+    env: EnvOpt = ...,  # type: ignore[assignment]
+    inventory: InventoryOpt = None,
+    host: HostOpt = None,
+    json_output: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """List the releases on each host: id, age, revision, which is current, last result."""
+
+    def body() -> None:
+        from adapto_ops.procedures.deploy import run_releases
+
+        _exit_with(run_releases(inventory=inventory, env_name=env, hosts=host,
+                                as_json=json_output))
+
+    run(body)
+
+
+# --- sandbox -------------------------------------------------------------------
+
+sandbox_app = typer.Typer(
+    help=(
+        "A local rehearsal server per host of an environment with a `sandbox:` section: "
+        "a real sshd, nginx with its own prefix and PM2 with its own PM2_HOME, on "
+        "loopback addresses."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(sandbox_app, name="sandbox")
+
+SandboxEnvOpt = Annotated[
+    str, typer.Option("--env", "-e", metavar="NAME", help="environment with a sandbox: section")
+]
+SandboxHostsOpt = Annotated[
+    int | None,
+    typer.Option("--hosts", metavar="N", min=1, help="only the first N hosts of the environment"),
+]
+
+
+def _sandbox(action: str, inventory: str | None, env: str, hosts: int | None,
+             purge: bool = False) -> None:
+    def body() -> None:
+        from adapto_ops.sandbox import run_sandbox
+
+        code = run_sandbox(action, inventory, env, hosts, purge=purge)
+        if code:
+            raise typer.Exit(code)
+
+    run(body)
+
+
+@sandbox_app.command("up")
+def sandbox_up(
+    env: SandboxEnvOpt = "sandbox",
+    inventory: InventoryOpt = None,
+    hosts: SandboxHostsOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Start (or confirm) sshd, nginx and PM2 of every sandbox host; idempotent.
+
+    Example: adapto sandbox up -e sandbox --hosts 2
+    """
+    _sandbox("up", inventory, env, hosts)
+
+
+@sandbox_app.command("down")
+def sandbox_down(
+    env: SandboxEnvOpt = "sandbox",
+    inventory: InventoryOpt = None,
+    hosts: SandboxHostsOpt = None,
+    purge: Annotated[
+        bool, typer.Option("--purge", help="also delete the hosts' sandbox, root and nginx folders")
+    ] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Stop PM2, nginx and sshd of every sandbox host (files are kept unless --purge)."""
+    _sandbox("down", inventory, env, hosts, purge)
+
+
+@sandbox_app.command("status")
+def sandbox_status(
+    env: SandboxEnvOpt = "sandbox",
+    inventory: InventoryOpt = None,
+    hosts: SandboxHostsOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Show whether each sandbox host's sshd, nginx, PM2 daemon and root are up; exit 1 if not."""
+    _sandbox("status", inventory, env, hosts)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

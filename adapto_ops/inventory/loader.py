@@ -90,7 +90,8 @@ def parse_inventory(text: str, path: Path) -> LoadedInventory:
     root, data = _compose(text, path)
     if not isinstance(data, dict):
         raise InventoryError(
-            f"{path}:1: the inventory must be a mapping with `project:` and `environments:`"
+            f"{path}:{line_of(root, ())}: "
+            "the inventory must be a mapping with `project:` and `environments:`"
         )
     problems: list[Problem] = _duplicate_keys(root)
     inventory: Inventory | None = None
@@ -265,7 +266,7 @@ def _dotted(loc: Loc) -> str:
 
 def _format(path: Path, root: yaml.Node | None, problem: Problem) -> str:
     line = line_of(root, problem.loc)
-    text = f"{path}:{line}: {_dotted(problem.loc)}: {problem.message}"
+    text = f"{path}:{line}: {_dotted(problem.loc)}: {problem.message}".replace("\n", "\\n")
     return f"{text} — {problem.hint}" if problem.hint else text
 
 
@@ -311,7 +312,7 @@ def _environment_problems(at: Loc, env: Environment) -> list[Problem]:
             problems.append(
                 Problem(at + ("backend", "requires", i),
                         f"{var} is required by the backend but has no source",
-                        f"add it to secrets.names (secret) or backend.env (plain value)")
+                        "add it to secrets.names (secret) or backend.env (plain value)")
             )
     for i, var in enumerate(env.secrets.names):
         if var in env.backend.env:

@@ -47,7 +47,7 @@ def _missing_tool(kind: str, host: str, tool: str, package: str) -> CheckResult:
 
 
 def _run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: PLW1510 - callers read returncode
+    return subprocess.run(
         argv, capture_output=True, text=True, timeout=TIMEOUT_S, **kwargs
     )
 

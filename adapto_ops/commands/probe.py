@@ -1,0 +1,83 @@
+"""HTTP(S) health probes that run on the host itself, with node (PM2 needs it anyway).
+
+One node process checks every URL concurrently, retrying each until it
+answers 200 or the deadline passes, then prints one JSON line:
+[{"url": ..., "status": 200, "ms": 12.3, "body": "..."} | {"url": ..., "error": "..."}].
+Running on the host reaches instances bound to 127.0.0.1 and checks nginx
+exactly as a client on that machine would, in a single SSH round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import dataclass
+
+PROBE_JS = r"""
+const [timeoutMs, ...specs] = process.argv.slice(1);
+const deadline = Date.now() + Number(timeoutMs);
+function probe(spec) {
+  const [url, servername] = spec.split('|');
+  const u = new URL(url);
+  const mod = require(u.protocol === 'https:' ? 'https' : 'http');
+  return new Promise((resolve) => {
+    let last = 'no answer';
+    function retry(why) {
+      last = why;
+      if (Date.now() > deadline) return resolve({url, error: last});
+      setTimeout(once, 150);
+    }
+    function once() {
+      const started = process.hrtime.bigint();
+      const options = {timeout: 5000, agent: false, rejectUnauthorized: false};
+      if (servername) { options.servername = servername; options.headers = {Host: servername}; }
+      const req = mod.get(url, options, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => { if (body.length < 2000) body += d; });
+        res.on('end', () => {
+          const ms = Number(process.hrtime.bigint() - started) / 1e6;
+          if (res.statusCode === 200) return resolve({url, status: 200, ms, body: body.slice(0, 1000)});
+          retry(`HTTP ${res.statusCode} ${body.slice(0, 200)}`);
+        });
+      });
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', (e) => retry(e.code || e.message));
+    }
+    once();
+  });
+}
+Promise.all(specs.map(probe)).then((results) => {
+  console.log(JSON.stringify(results));
+  process.exit(results.every((r) => r.status === 200) ? 0 : 1);
+});
+"""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    url: str
+    ok: bool
+    ms: float | None = None
+    error: str | None = None
+    body: str = ""
+
+
+def http_probe(urls: list[tuple[str, str]], timeout_s: float) -> str:
+    """Wait up to ``timeout_s`` for every (url, TLS server name or "") to answer 200."""
+    specs = [f"{url}|{servername}" for url, servername in urls]
+    return shlex.join(["node", "-e", PROBE_JS, str(int(timeout_s * 1000)), *specs])
+
+
+def parse_probe(stdout: str, urls: list[tuple[str, str]]) -> list[ProbeResult]:
+    """The probe's JSON line as results; a missing or garbled answer counts as failure."""
+    try:
+        raw = json.loads(stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        why = stdout.strip()[-200:] or "probe gave no answer (is node installed on the host?)"
+        return [ProbeResult(url, False, error=why) for url, _ in urls]
+    return [
+        ProbeResult(r["url"], r.get("status") == 200, r.get("ms"), r.get("error"),
+                    r.get("body", ""))
+        for r in raw
+    ]

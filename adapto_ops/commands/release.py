@@ -1,0 +1,198 @@
+"""Shell commands for the release layout: state, lock, new release, switch, prune, history."""
+
+from __future__ import annotations
+
+import shlex
+
+from adapto_ops.layout import ReleaseLayout
+
+q = shlex.quote
+RELEASE_META = ".adapto-release.json"  # inside each release: id, revision, manifest, ...
+COMPLETE_MARK = ".adapto-complete"  # written last by prepare: the release is whole
+LIVE_MARK = ".adapto-live"  # written once the release passed its health gate
+
+STATE_JS = r"""
+const fs = require('fs'), path = require('path');
+const root = process.argv[1];
+const out = {current: null, releases: [], lock: null};
+try { out.current = path.basename(fs.readlinkSync(path.join(root, 'current'))); } catch (e) {}
+let names = [];
+try { names = fs.readdirSync(path.join(root, 'releases')).sort(); } catch (e) {}
+for (const id of names) {
+  const dir = path.join(root, 'releases', id);
+  let meta = null;
+  try { meta = JSON.parse(fs.readFileSync(path.join(dir, '.adapto-release.json'), 'utf8')); }
+  catch (e) {}
+  if (meta) delete meta.manifest;
+  out.releases.push({id, complete: fs.existsSync(path.join(dir, '.adapto-complete')),
+                     live: fs.existsSync(path.join(dir, '.adapto-live')), meta});
+}
+try { out.lock = fs.readFileSync(path.join(root, '.adapto', 'lock'), 'utf8'); } catch (e) {}
+process.stdout.write(JSON.stringify(out));
+"""
+
+
+def read_state(layout: ReleaseLayout) -> str:
+    """One JSON object: current release id, every release (complete or not), the lock."""
+    return shlex.join(["node", "-e", STATE_JS, layout.root])
+
+
+def read_release_meta(layout: ReleaseLayout, release_id: str) -> str:
+    return f"cat {q(layout.release(release_id) + '/' + RELEASE_META)}"
+
+
+def acquire_lock(layout: ReleaseLayout) -> str:
+    """Create the lock file only if it does not exist (noclobber = O_EXCL); info on stdin."""
+    return (
+        f"mkdir -p {q(layout.state_dir)} && "
+        f"( set -C; cat > {q(layout.lock)} ) 2>/dev/null || {{ cat {q(layout.lock)}; exit 75; }}"
+    )
+
+
+def release_lock(layout: ReleaseLayout, token: str) -> str:
+    """Remove the lock only if it is still ours (a broken-and-retaken lock is not)."""
+    return f"grep -qF {q(token)} {q(layout.lock)} 2>/dev/null && rm -f {q(layout.lock)} || true"
+
+
+def break_lock(layout: ReleaseLayout) -> str:
+    return f"rm -f {q(layout.lock)}"
+
+
+def apply_bundle(layout: ReleaseLayout, release_id: str, previous: str | None, *,
+                 link_backend: bool, deps_hash: str | None, deps_dir: str,
+                 finish: bool) -> str:
+    """One round trip: new release folder, changed files from the tarball on stdin, deletions.
+
+    The new release starts as hard links of the previous one (no space, no
+    transfer); files that change are replaced by tar --unlink-first, never
+    written through, so the previous release stays intact. A backend with a
+    build step gets a real copy instead, because builds rewrite files in place.
+    Prints READY when dependencies for ``deps_hash`` exist (they are linked and,
+    with ``finish``, the release is marked complete), NEEDS_DEPS otherwise.
+    """
+    new = q(layout.release(release_id))
+    lines = [
+        "set -e",
+        f"mkdir -p {q(layout.releases)} {q(layout.log_dir)} {q(layout.state_dir)} "
+        f"{q(layout.shared + '/deps')}",
+        f"rm -rf {new}",
+    ]
+    if previous:
+        prev = q(layout.release(previous))
+        lines.append(f"mkdir -p {new}")
+        lines.append(f"cp -al {prev}/dist {new}/dist 2>/dev/null || mkdir -p {new}/dist")
+        copy = "cp -al" if link_backend else "cp -a"
+        lines.append(f"{copy} {prev}/backend {new}/backend 2>/dev/null || mkdir -p {new}/backend")
+    else:
+        lines.append(f"mkdir -p {new}/dist {new}/backend")
+    lines += [
+        f"tar -xzf - --unlink-first --no-same-owner -C {q(layout.root)}",
+        f"if [ -f {new}/{DELETE_LIST} ]; then",
+        f"  (cd {new} && xargs -0 -r rm -f -- < {DELETE_LIST})",
+        f"  rm -f {new}/{DELETE_LIST}",
+        "fi",
+    ]
+    if deps_hash:
+        ready = q(f"{layout.shared}/deps/{deps_hash}/.adapto-ready")
+        lines += [f"if [ ! -e {ready} ]; then echo NEEDS_DEPS; exit 0; fi",
+                  link_shared(layout, release_id, deps_hash, deps_dir)]
+    if finish:
+        lines.append(f"touch {new}/{COMPLETE_MARK}")
+    lines.append("echo READY")
+    return "\n".join(lines)
+
+
+DELETE_LIST = ".adapto-delete"
+
+
+def staged_env(layout: ReleaseLayout, release_id: str) -> str:
+    """Where a release's env file waits until the switch (an aborted deploy leaves .env as is)."""
+    return f"{layout.shared}/.env.next-{release_id}"
+
+
+def link_shared(layout: ReleaseLayout, release_id: str, deps_hash: str, deps_dir: str) -> str:
+    """The release's backend gets the shared .env and the dependency folder for its hash."""
+    backend = layout.release(release_id) + "/backend"
+    deps = f"{layout.shared}/deps/{deps_hash}/{deps_dir}"
+    return "\n".join(
+        [
+            f"mkdir -p {q(backend)}",
+            f"ln -sfn {q(layout.env_file)} {q(backend + '/.env')}",
+            f"rm -rf {q(backend + '/' + deps_dir)}",
+            f"ln -sfn {q(deps)} {q(backend + '/' + deps_dir)}",
+        ]
+    )
+
+
+def install_deps(
+    layout: ReleaseLayout, release_id: str, deps_hash: str, files: list[str], install: str
+) -> str:
+    """Install dependencies once per content hash, in their final folder (venvs don't move)."""
+    target = f"{layout.shared}/deps/{deps_hash}"
+    backend = layout.release(release_id) + "/backend"
+    copies = [
+        f"if [ -e {q(backend + '/' + f)} ]; then cp -p {q(backend + '/' + f)} {q(target)}/; fi"
+        for f in files
+    ]
+    return "\n".join(
+        [
+            "set -e",
+            f"rm -rf {q(target)}",
+            f"mkdir -p {q(target)}",
+            *copies,
+            f"cd {q(target)}",
+            f"if ! ( {install} ); then cd /; rm -rf {q(target)}; exit 1; fi",
+            "touch .adapto-ready",
+        ]
+    )
+
+
+def run_in(directory: str, command: str) -> str:
+    return f"cd {q(directory)} && ( {command} )"
+
+
+def mark_complete(layout: ReleaseLayout, release_id: str) -> str:
+    return f"touch {q(layout.release(release_id) + '/' + COMPLETE_MARK)}"
+
+
+def drop_release(layout: ReleaseLayout, release_id: str) -> str:
+    """Undo a release that never went live: its folder and its staged env file."""
+    return f"rm -rf {q(layout.release(release_id))} {q(staged_env(layout, release_id))}"
+
+
+def switch(layout: ReleaseLayout, release_id: str) -> str:
+    """Install the release's env file, then point `current` at it with one rename(2)."""
+    tmp = layout.current + ".adapto-tmp"
+    env = staged_env(layout, release_id)
+    return (
+        f"if [ -e {q(env)} ]; then mv -f {q(env)} {q(layout.env_file)}; fi && "
+        f"ln -sfn {q('releases/' + release_id)} {q(tmp)} && mv -fT {q(tmp)} {q(layout.current)}"
+    )
+
+
+def remove_releases(layout: ReleaseLayout, release_ids: list[str]) -> str:
+    paths = " ".join(q(layout.release(r)) for r in release_ids)
+    return f"rm -rf {paths}"
+
+
+def prune_deps(layout: ReleaseLayout, keep_hashes: list[str]) -> str:
+    """Remove dependency folders no kept release uses."""
+    deps = q(layout.shared + "/deps")
+    keep = " ".join(q(h) for h in keep_hashes) or "''"
+    return (
+        f"[ -d {deps} ] || exit 0; cd {deps} && for d in *; do [ -d \"$d\" ] || continue; "
+        f"case \" {keep} \" in *\" $d \"*) ;; *) rm -rf \"$d\" ;; esac; done"
+    )
+
+
+def append_history(layout: ReleaseLayout) -> str:
+    """Append stdin (one JSON line) to the history file."""
+    return f"mkdir -p {q(layout.state_dir)} && cat >> {q(layout.history)}"
+
+
+def read_history(layout: ReleaseLayout, lines: int = 200) -> str:
+    return f"tail -n {int(lines)} {q(layout.history)} 2>/dev/null || true"
+
+
+def mark_live(layout: ReleaseLayout, release_id: str) -> str:
+    return f"touch {q(layout.release(release_id) + '/' + LIVE_MARK)}"

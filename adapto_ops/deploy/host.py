@@ -1,0 +1,409 @@
+"""The steps of a deploy on one host, through one transport.
+
+Order matters and is chosen so that a failure at any point leaves the site
+serving the previous release:
+
+1. prepare  — new ``releases/<id>/`` (hard links of the previous release,
+               then only changed files sent), dependencies, env, configs;
+               nothing live has changed yet.
+2. nginx    — the site file installed and ``nginx -t``-ed; a rejected file
+               is put back before the command returns; no reload yet.
+3. activate — env file and ``current`` switched (one rename each), nginx
+               reloaded gracefully, backend instances replaced one at a time,
+               each healthy on its own port before the next is touched.
+4. gate     — ``/api/health`` through nginx over TLS and on every instance.
+Rollback runs 3 again with the previous release.
+
+Each step is one SSH round trip where it can be: on loopback a round trip
+costs ~50 ms, and a no-change deploy is mostly round trips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapto_ops.commands import nginx as nginx_cmd
+from adapto_ops.commands import pm2 as pm2_cmd
+from adapto_ops.commands import release as rel
+from adapto_ops.commands.probe import ProbeResult, http_probe, parse_probe
+from adapto_ops.deploy.artifacts import Artifacts
+from adapto_ops.deploy.manifest import (
+    Manifest,
+    UploadPlan,
+    carried_assets,
+    from_json,
+    plan_upload,
+    tarball,
+    to_json,
+)
+from adapto_ops.errors import AdaptoError, OperationFailed
+from adapto_ops.events import Reporter, Step
+from adapto_ops.remote import CommandFailed, Transport
+from adapto_ops.render.configs import (
+    UPSTREAM_FAIL_TIMEOUT_S,
+    RenderedFile,
+    Target,
+    instance_name,
+    render_nginx,
+    render_pm2,
+)
+
+ECOSYSTEM = "ecosystem.config.js"
+NGINX_COPY = "nginx-site.conf"
+
+
+class HealthFailed(OperationFailed):
+    """The new release did not pass its health checks."""
+
+
+class LockHeld(AdaptoError):
+    """Another deploy holds the host's lock (exit code 1: nothing was wrong with the input)."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class ReleaseInfo:
+    id: str
+    complete: bool
+    meta: dict[str, Any] | None
+    live: bool = False
+
+    @property
+    def backend_release(self) -> str:
+        return str((self.meta or {}).get("backend_release") or self.id)
+
+
+@dataclass(frozen=True)
+class HostState:
+    current: str | None
+    releases: list[ReleaseInfo]
+    lock: str | None
+
+    def release(self, release_id: str | None) -> ReleaseInfo | None:
+        return next((r for r in self.releases if r.id == release_id), None)
+
+
+@dataclass
+class Prepared:
+    release_id: str
+    previous: ReleaseInfo | None
+    plan: UploadPlan
+    bytes_sent: int
+    restart_backend: bool
+    backend_release: str
+    nginx_file: RenderedFile
+    files: dict[str, str] = field(default_factory=dict)  # remote path -> new text (for diffs)
+    unchanged_from: str | None = None  # set when the live release already has this content
+    deps_hash: str | None = None
+
+    def as_release(self) -> ReleaseInfo:
+        """The new release as the state listing will show it once it is live."""
+        meta = {"backend_release": self.backend_release, "deps_hash": self.deps_hash}
+        return ReleaseInfo(self.release_id, True, meta, True)
+
+
+def parse_state(text: str) -> HostState:
+    data = json.loads(text or "{}")
+    releases = [ReleaseInfo(r["id"], bool(r["complete"]), r.get("meta"), bool(r.get("live")))
+                for r in data.get("releases", [])]
+    return HostState(data.get("current"), releases, data.get("lock"))
+
+
+def probe_address(target: Target) -> str:
+    """Where nginx can be reached from the host itself."""
+    first = target.env.nginx.listen[0]
+    return "127.0.0.1" if first in {"0.0.0.0", "*", "[::]"} else first.strip("[]")
+
+
+def content_hash(manifest: Manifest, deps_hash: str | None, configs: list[str]) -> str:
+    """Identity of everything a release puts live; equal hashes mean nothing would change."""
+    digest = hashlib.sha256(json.dumps(to_json(manifest), sort_keys=True).encode())
+    digest.update(str(deps_hash).encode())
+    for text in configs:
+        digest.update(b"\0" + text.encode())
+    return digest.hexdigest()[:24]
+
+
+class HostDeployer:
+    """Deploy, activate, check and roll back releases on one host."""
+
+    def __init__(self, transport: Transport, target: Target, reporter: Reporter,
+                 *, dry_run: bool = False) -> None:
+        self.t = transport
+        self.target = target
+        self.env = target.env
+        self.layout = target.layout
+        self.reporter = reporter
+        self.dry_run = dry_run
+        self.name = target.host.name
+        self.lock_token: str | None = None
+
+    def step(self, step: str, message: str = "") -> Step:
+        return Step(self.reporter, self.name, step, message)
+
+    # --- state and lock ----------------------------------------------------
+
+    def read_state(self) -> HostState:
+        result = self.t.run(rel.read_state(self.layout), mutates=False, what="read release state")
+        return parse_state(result.stdout)
+
+    def release_meta(self, release_id: str) -> dict[str, Any]:
+        result = self.t.run(rel.read_release_meta(self.layout, release_id), check=False,
+                            mutates=False, what="read release manifest")
+        try:
+            return dict(json.loads(result.stdout)) if result.ok else {}
+        except json.JSONDecodeError:
+            return {}
+
+    def acquire_lock(self, info: dict[str, Any], *, break_lock: bool) -> None:
+        if break_lock:
+            self.t.run(rel.break_lock(self.layout), what="break the lock")
+        self.lock_token = str(info["token"])
+        result = self.t.run(rel.acquire_lock(self.layout), check=False,
+                            stdin=json.dumps(info).encode(), what="take the deploy lock")
+        if result.exit_code == 75:
+            self.lock_token = None
+            raise LockHeld(f"{self.name}: {describe_lock(result.stdout)}; wait for it to finish, "
+                           "or if it died, run again with --break-lock")
+        if not result.ok:
+            self.lock_token = None
+            raise CommandFailed(self.name, result, "take the deploy lock")
+
+    def release_lock(self) -> None:
+        if self.lock_token:
+            self.t.run(rel.release_lock(self.layout, self.lock_token), check=False,
+                       what="release the lock")
+            self.lock_token = None
+
+    # --- 1. prepare ----------------------------------------------------------
+
+    def prepare(self, release_id: str, artifacts: Artifacts, state: HostState,
+                env_file: RenderedFile, *, force: bool = True) -> Prepared:
+        previous = state.release(state.current) if state.current else None
+        if previous is not None and not previous.complete:
+            previous = None
+        missing = [c for c in ("frontend", "backend") if c not in artifacts.components]
+        if missing and previous is None:
+            raise AdaptoError(f"{self.name}: no release to take the {missing[0]} from yet; "
+                              "the first deploy must be `adapto deploy all`")
+        # The state listing leaves manifests out (they are large); read the one we diff against.
+        prev_meta = self.release_meta(previous.id) if previous else {}
+        prev_manifest = from_json(prev_meta.get("manifest"))
+        prev_carried = set(prev_meta.get("carried", []))
+        # Components not deployed now are kept as they are in the previous release.
+        manifest: Manifest = dict(artifacts.manifest)
+        for component, prefix in (("frontend", "dist/"), ("backend", "backend/")):
+            if component in missing:
+                manifest |= {p: e for p, e in prev_manifest.items() if p.startswith(prefix)}
+        own_previous = {p: e for p, e in prev_manifest.items() if p not in prev_carried}
+        carried = carried_assets(own_previous, manifest, f"dist/{self.env.frontend.assets_dir}/")
+        plan = plan_upload(manifest, prev_manifest, keep=carried)
+
+        restart_backend = "backend" in artifacts.components
+        backend_release = release_id if restart_backend else (
+            previous.backend_release if previous else release_id)
+        deps_hash = artifacts.deps_hash or prev_meta.get("deps_hash")
+        release_dir = self.layout.release(release_id)
+        ecosystem = render_pm2(self.target, release_dir)
+        nginx_file = render_nginx(self.target)
+        identity = content_hash(
+            manifest, deps_hash,
+            [env_file.text, nginx_file.text, render_pm2(self.target, "@release").text],
+        )
+        if (not force and previous is not None and previous.live
+                and prev_meta.get("content_hash") == identity):
+            return Prepared(release_id, previous, plan, 0, False, previous.backend_release,
+                            nginx_file, unchanged_from=previous.id, deps_hash=deps_hash)
+
+        meta = {
+            "id": release_id, "revision": artifacts.revision, "deployer": artifacts.deployer,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "components": list(artifacts.components), "backend_release": backend_release,
+            "deps_hash": deps_hash, "carried": carried, "content_hash": identity,
+            "manifest": to_json(manifest),
+        }
+        base = f"releases/{release_id}/"
+        generated = [
+            (f"{base}{ECOSYSTEM}", ecosystem.text.encode(), 0o644),
+            (f"{base}{NGINX_COPY}", nginx_file.text.encode(), 0o644),
+            (f"{base}backend/RELEASE", f"{release_id}\n".encode(), 0o644),
+            (f"{base}{rel.RELEASE_META}", json.dumps(meta).encode(), 0o644),
+            (rel.staged_env(self.layout, release_id).removeprefix(self.layout.root + "/"),
+             env_file.text.encode(), 0o600),
+        ]
+        if plan.delete:
+            generated.append((f"{base}{rel.DELETE_LIST}",
+                              b"\0".join(p.encode() for p in plan.delete), 0o600))
+        dep_dir = ".venv" if self.env.backend.kind == "python" else "node_modules"
+        has_build = restart_backend and bool(self.env.backend.build)
+        with self.step("upload", f"{len(plan.send)} changed, {plan.unchanged} unchanged") as s:
+            blob = tarball(plan.send, artifacts.sources, manifest, prefix=base, extra=generated)
+            result = self.t.run(
+                rel.apply_bundle(self.layout, release_id, previous.id if previous else None,
+                                 link_backend=not has_build, deps_hash=deps_hash,
+                                 deps_dir=dep_dir, finish=not has_build),
+                stdin=blob, timeout=1800, what="upload the release")
+            sent = len(plan.send)
+            s.done_message = (f"{sent} sent ({len(blob) / 1e6:.2f} MB), "
+                              f"{plan.unchanged} linked, {len(plan.delete)} removed, "
+                              f"{len(carried)} old assets kept")
+            s.data = {"sent_files": sent, "bytes_sent": len(blob), "unchanged": plan.unchanged,
+                      "deleted": len(plan.delete)}
+        if "NEEDS_DEPS" in result.stdout and deps_hash:
+            self._install_dependencies(release_id, deps_hash, dep_dir)
+        if has_build:
+            with self.step("build", f"backend: {self.env.backend.build}"):
+                self.t.run(rel.run_in(release_dir + "/backend", self.env.backend.build),
+                           timeout=1800, what="backend build")
+        if "NEEDS_DEPS" in result.stdout or has_build:
+            self.t.run(rel.mark_complete(self.layout, release_id), what="mark release complete")
+        return Prepared(release_id, previous, plan, len(blob), restart_backend, backend_release,
+                        nginx_file, {env_file.path: env_file.shown, ecosystem.path: ecosystem.text},
+                        deps_hash=deps_hash)
+
+    def _install_dependencies(self, release_id: str, deps_hash: str, dep_dir: str) -> None:
+        backend = self.env.backend
+        if backend.install:
+            with self.step("deps", f"install ({deps_hash}): {backend.install}"):
+                self.t.run(rel.install_deps(self.layout, release_id, deps_hash,
+                                            backend.dependency_manifest, backend.install),
+                           timeout=1800, what=f"backend install `{backend.install}`")
+        self.t.run(rel.link_shared(self.layout, release_id, deps_hash, dep_dir),
+                   what="link .env and dependencies")
+
+    # --- 2. nginx --------------------------------------------------------------
+
+    def install_nginx(self, release_id: str) -> None:
+        """Install the release's site file and test it; raise with nginx's words if rejected."""
+        nginx = self.env.nginx
+        staged = nginx.site_config_path + ".adapto-new"
+        copy = f"{self.layout.release(release_id)}/{NGINX_COPY}"
+        with self.step("nginx", "install + nginx -t"):
+            script = (f"mkdir -p \"$(dirname {shlex.quote(staged)})\" && "
+                      f"cp {shlex.quote(copy)} {shlex.quote(staged)}\n"
+                      + nginx_cmd.install_site(nginx, staged))
+            result = self.t.run(script, check=False, what="nginx -t")
+            if not result.ok:
+                raise OperationFailed(
+                    f"{self.name}: nginx rejected the new site config, the previous one is back "
+                    f"in place and nginx was not reloaded: {result.last_error_line()}"
+                )
+
+    # --- 3. activate --------------------------------------------------------------
+
+    def switch(self, release_id: str) -> None:
+        """Env file and `current` to the release, then a graceful nginx reload."""
+        with self.step("switch", f"current -> {release_id}"):
+            self.t.run(rel.switch(self.layout, release_id) + " && "
+                       + nginx_cmd.reload(self.env.nginx), what="switch and reload nginx")
+
+    def rolling_restart(self, backend_release: str, names: list[str] | None = None) -> list[str]:
+        """Replace instances one at a time; returns those replaced. Raises HealthFailed.
+
+        Each instance is deleted and started afresh from the release's own
+        ecosystem file: PM2 keeps the cwd it resolved at first start across
+        restarts and reloads (PM2 #2963, #2510), so a restart would keep
+        running the old release.
+        """
+        backend = self.env.backend
+        ecosystem = f"{self.layout.release(backend_release)}/{ECOSYSTEM}"
+        timeout = self.env.health.instance_start_timeout_s
+        done: list[str] = []
+        ports = [p for p in backend.ports
+                 if names is None or instance_name(backend.name, p) in names]
+        for index, port in enumerate(ports):
+            name = instance_name(backend.name, port)
+            url = f"http://{_url_host(backend.bind)}:{port}{backend.health_path}"
+            with self.step("restart", f"{name} ({index + 1}/{len(ports)})") as s:
+                done.append(name)
+                script = f"{pm2_cmd.delete(name)}\n{pm2_cmd.start(ecosystem, name)}"
+                if self.dry_run:
+                    self.t.run(script, what=f"restart {name}")
+                    continue
+                result = self.t.run(f"{script}\n{http_probe([(url, '')], timeout)}",
+                                    check=False, what=f"restart {name}", timeout=timeout + 60)
+                probe = parse_probe(result.stdout, [(url, "")])[0]
+                if not probe.ok:
+                    raise HealthFailed(f"{self.name}: {name} not healthy on {url} after "
+                                       f"{timeout:.0f}s: {probe.error or result.last_error_line()}")
+                s.done_message = f"{name} healthy ({probe.ms:.0f} ms)"
+            if index < len(ports) - 1 and not self.dry_run:
+                # nginx may still count the instance as failed for fail_timeout.
+                time.sleep(UPSTREAM_FAIL_TIMEOUT_S)
+        return done
+
+    # --- 4. gate ------------------------------------------------------------------------
+
+    def gate(self) -> list[str]:
+        """Failures of the health checks through nginx and on each instance (empty: healthy)."""
+        if self.dry_run:
+            return []
+        env = self.env
+        with self.step("health", "through nginx and on every instance") as s:
+            origin = f"https://{probe_address(self.target)}:{env.nginx.https_port}"
+            urls = [(f"{origin}{env.backend.health_path}", env.nginx.canonical_name),
+                    (f"{origin}/", env.nginx.canonical_name)]
+            urls += [(f"http://{_url_host(env.backend.bind)}:{p}{env.backend.health_path}", "")
+                     for p in env.backend.ports]
+            result = self.t.run(http_probe(urls, 5), check=False, mutates=False,
+                                what="health checks", timeout=60)
+            probes: list[ProbeResult] = parse_probe(result.stdout, urls)
+            failures = [f"{p.url}: {p.error}" for p in probes if not p.ok]
+            s.done_message = (f"{len(urls) - len(failures)}/{len(urls)} checks passed"
+                              + (": " + "; ".join(failures) if failures else ""))
+            s.data = {"failures": failures, "ms": {p.url: p.ms for p in probes}}
+            s.failed = bool(failures)
+        return failures
+
+    # --- after --------------------------------------------------------------------------
+
+    def finish(self, state: HostState, new: ReleaseInfo, keep: int,
+               history: dict[str, Any], *, live: bool) -> None:
+        """One round trip: mark live, prune, remember the process list, append history."""
+        parts = [rel.append_history(self.layout)]
+        if live:
+            parts.insert(0, rel.mark_live(self.layout, new.id))
+            doomed, hashes = prune_plan(state, new, keep)
+            if doomed:
+                parts.append(rel.remove_releases(self.layout, doomed))
+            parts.append(rel.prune_deps(self.layout, hashes))
+            parts.append(pm2_cmd.save())
+        self.t.run(" ; ".join(f"( {p} )" for p in parts),
+                   stdin=(json.dumps(history) + "\n").encode(), check=False,
+                   what="finish (history, prune)")
+
+
+def prune_plan(state: HostState, new: ReleaseInfo, keep: int) -> tuple[list[str], list[str]]:
+    """Releases to delete and dependency hashes to keep, after ``new`` went live.
+
+    Kept: the newest ``keep`` complete releases, the live one, and any release
+    whose backend a kept release runs from (a frontend-only deploy reuses it).
+    Incomplete releases (a cut upload) are dropped.
+    """
+    releases = [r for r in state.releases if r.id != new.id] + [new]
+    complete = sorted(r.id for r in releases if r.complete)
+    kept = set(complete[-keep:]) | {new.id}
+    kept |= {r.backend_release for r in releases if r.id in kept}
+    doomed = [r.id for r in releases if r.id not in kept]
+    hashes = sorted({str((r.meta or {}).get("deps_hash")) for r in releases
+                     if r.id in kept and (r.meta or {}).get("deps_hash")})
+    return doomed, hashes
+
+
+def describe_lock(text: str) -> str:
+    try:
+        info = json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        return f"locked ({text.strip()[:120] or 'unreadable lock file'})"
+    return (f"locked by {info.get('who', '?')} (pid {info.get('pid', '?')}) since "
+            f"{info.get('since', '?')} for `{info.get('command', 'deploy')}`")
+
+
+def _url_host(address: str) -> str:
+    return f"[{address}]" if ":" in address and not address.startswith("[") else address

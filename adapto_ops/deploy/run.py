@@ -1,0 +1,416 @@
+"""`adapto deploy` and `adapto rollback` across the hosts of an environment.
+
+Hosts work in parallel, in phases, so a failure before the switch leaves every
+host on its previous release: connect -> lock -> prepare -> nginx -t ->
+(activate -> gate on every host) -> prune + history -> unlock. A failed gate
+on any host rolls every switched host back.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from adapto_ops.commands import release as rel
+from adapto_ops.deploy.host import (
+    HealthFailed,
+    HostDeployer,
+    HostState,
+    Prepared,
+    ReleaseInfo,
+)
+from adapto_ops.errors import AdaptoError, OperationFailed
+from adapto_ops.events import Event, Reporter, Step
+from adapto_ops.remote import RecordingTransport, SSHTransport, Transport
+from adapto_ops.render.configs import Target, render_env
+from adapto_ops.selection import Selection
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    what: str = "all"
+    dry_run: bool = False
+    skip_build: bool = False
+    break_lock: bool = False
+    force: bool = False  # deploy even when the live release already has this content
+
+
+@dataclass
+class HostOutcome:
+    host: str
+    release: str | None = None
+    result: str = "pending"  # ok | rolled-back | failed | aborted | dry-run
+    error: str | None = None
+    bytes_sent: int = 0
+    files_sent: int = 0
+    previous: str | None = None
+
+
+@dataclass
+class DeployReport:
+    release: str | None
+    outcomes: list[HostOutcome] = field(default_factory=list)
+    duration_s: float = 0.0
+    recorded: list[Any] = field(default_factory=list)  # dry run: commands not run
+    diffs: list[tuple[str, str, str]] = field(default_factory=list)  # host, path, unified diff
+
+    @property
+    def ok(self) -> bool:
+        return all(o.result in {"ok", "dry-run", "unchanged"} for o in self.outcomes)
+
+
+def open_transport(selection: Selection, target: Target) -> SSHTransport:
+    from adapto_ops.sandbox import client_key_path, known_hosts_path
+
+    return SSHTransport(
+        target.host,
+        key_file=client_key_path(selection.loaded, target.host),
+        known_hosts=known_hosts_path(selection.env, target.host),
+    )
+
+
+def parallel(items: list[Any], fn: Callable[[Any], T]) -> list[T | BaseException]:
+    """``fn`` on every item at once; results (or the exception raised) in order."""
+
+    def guarded(item: Any) -> T | BaseException:
+        try:
+            return fn(item)
+        except BaseException as exc:  # reported per host, never swallowed silently
+            return exc
+
+    if len(items) == 1:
+        return [guarded(items[0])]
+    with ThreadPoolExecutor(max_workers=len(items)) as pool:
+        return list(pool.map(guarded, items))
+
+
+def _message(exc: BaseException) -> str:
+    return getattr(exc, "message", None) or str(exc) or type(exc).__name__
+
+
+def new_release_id(states: list[HostState]) -> str:
+    """UTC time to the second; bumped past any existing id so ids stay sortable and unique."""
+    taken = {r.id for s in states for r in s.releases}
+    now = time.time()
+    while True:
+        candidate = time.strftime("%Y%m%d%H%M%S", time.gmtime(now))
+        if candidate not in taken and all(candidate > t for t in taken if len(t) == 14):
+            return candidate
+        now += 1
+
+
+def lock_info(command: str) -> dict[str, Any]:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return {"who": f"{user}@{socket.gethostname()}", "pid": os.getpid(),
+            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "command": command, "token": secrets.token_hex(8)}
+
+
+class Session:
+    """Connections and deployers for the selected hosts, closed and unlocked on exit."""
+
+    def __init__(self, selection: Selection, reporter: Reporter, *, dry_run: bool) -> None:
+        self.selection, self.reporter, self.dry_run = selection, reporter, dry_run
+        self.deployers: list[HostDeployer] = []
+
+    def __enter__(self) -> Session:
+        targets = self.selection.targets
+        with Step(self.reporter, None, "connect", f"{len(targets)} host(s) over SSH"):
+            results = parallel(targets, lambda t: open_transport(self.selection, t))
+            errors = [r for r in results if isinstance(r, BaseException)]
+            transports = [r for r in results if not isinstance(r, BaseException)]
+            if errors:
+                for transport in transports:
+                    transport.close()
+                raise errors[0]
+        for target, transport in zip(targets, transports, strict=True):
+            wrapped: Transport = RecordingTransport(transport) if self.dry_run else transport
+            self.deployers.append(HostDeployer(wrapped, target, self.reporter,
+                                               dry_run=self.dry_run))
+        return self
+
+    def lock(self, command: str, break_lock: bool) -> None:
+        if self.dry_run:
+            return
+        info = lock_info(command)
+        results = parallel(self.deployers,
+                           lambda d: d.acquire_lock({**info}, break_lock=break_lock))
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+
+    def __exit__(self, *exc: Any) -> None:
+        for deployer in self.deployers:
+            try:
+                deployer.release_lock()
+            except Exception:
+                _release_lock_fresh(self.selection, deployer)
+            deployer.t.close()
+
+
+def _release_lock_fresh(selection: Selection, deployer: HostDeployer) -> None:
+    """After a cut connection, reconnect once so the lock does not outlive the deploy."""
+    if not deployer.lock_token:
+        return
+    try:
+        transport = open_transport(selection, deployer.target)
+    except AdaptoError:
+        return
+    try:
+        fresh = HostDeployer(transport, deployer.target, deployer.reporter)
+        fresh.lock_token = deployer.lock_token
+        fresh.release_lock()
+    finally:
+        transport.close()
+
+
+def deploy(selection: Selection, options: DeployOptions, reporter: Reporter) -> DeployReport:
+    """Build, ship, switch and check; roll back by itself if the new release is unhealthy."""
+    from adapto_ops.deploy.artifacts import collect
+
+    started = time.perf_counter()
+    env = selection.env
+    secret_values = selection.secrets()
+    if options.dry_run and secret_values.missing:
+        reporter.emit(Event("warn", "secrets", f"not set: {', '.join(secret_values.missing)}"))
+    else:
+        secret_values.require_all(selection.env_name)
+    build = not options.skip_build and not options.dry_run
+    with Step(reporter, None, "build", "frontend" if build else "hash files") as s:
+        artifacts, build_s = collect(selection.loaded, env, options.what, build=build)
+        s.done_message = (f"{len(artifacts.manifest)} files, {artifacts.total_bytes / 1e6:.1f} MB"
+                          + (f", built in {build_s:.1f}s" if build_s else "")
+                          + f", revision {artifacts.revision}")
+    report = DeployReport(release=None)
+    with Session(selection, reporter, dry_run=options.dry_run) as session:
+        deployers = session.deployers
+        indexes = list(range(len(deployers)))
+        report.outcomes = [HostOutcome(d.name) for d in deployers]
+        session.lock(f"deploy {options.what}", options.break_lock)
+        states = _all(parallel(deployers, lambda d: d.read_state()))
+        release_id = new_release_id(states)
+        report.release = release_id
+        for outcome, state in zip(report.outcomes, states, strict=True):
+            outcome.release, outcome.previous = release_id, state.current
+
+        def prepare(i: int, force: bool) -> Prepared:
+            d = deployers[i]
+            env_file = render_env(d.target, secret_values, str(selection.secrets_file))
+            return d.prepare(release_id, artifacts, states[i], env_file, force=force)
+
+        force = options.force or options.dry_run
+        prepared_or_errors = parallel(indexes, lambda i: prepare(i, force))
+        _abort_on_error(prepared_or_errors, report, deployers, release_id)
+        prepared: list[Prepared] = prepared_or_errors  # type: ignore[assignment]
+        if all(p.unchanged_from for p in prepared):
+            for o, p in zip(report.outcomes, prepared, strict=True):
+                o.result, o.release = "unchanged", p.unchanged_from
+            reporter.emit(Event("info", "unchanged", "every host already runs this content; "
+                                "nothing to do (--force deploys anyway)"))
+            report.duration_s = time.perf_counter() - started
+            return report
+        if any(p.unchanged_from for p in prepared):
+            # Some hosts differ: deploy everywhere so that all hosts run one release id.
+            retry = parallel(indexes, lambda i: prepare(i, True))
+            _abort_on_error(retry, report, deployers, release_id)
+            prepared = retry  # type: ignore[assignment]
+        for outcome, prep in zip(report.outcomes, prepared, strict=True):
+            outcome.bytes_sent, outcome.files_sent = prep.bytes_sent, len(prep.plan.send)
+        if options.dry_run:
+            _dry_run_report(report, deployers, prepared)
+            report.duration_s = time.perf_counter() - started
+            return report
+        _abort_on_error(parallel(indexes, lambda i: deployers[i].install_nginx(release_id)),
+                        report, deployers, release_id)
+
+        activated: list[int] = []
+
+        def activate(i: int) -> None:
+            d, prep = deployers[i], prepared[i]
+            d.switch(release_id)
+            activated.append(i)
+            if prep.restart_backend:
+                d.rolling_restart(prep.backend_release)
+
+        failures: dict[int, str] = {
+            i: _message(r) for i, r in enumerate(parallel(indexes, activate))
+            if isinstance(r, BaseException)
+        }
+        if not failures:
+            for i, g in enumerate(parallel(deployers, lambda d: d.gate())):
+                if isinstance(g, BaseException) or g:
+                    failures[i] = _message(g) if isinstance(g, BaseException) else "; ".join(g)
+        if failures:
+            for i, why in failures.items():
+                report.outcomes[i].error = why
+            _rollback_after_failure(deployers, prepared, activated, report, reporter)
+        else:
+            for o in report.outcomes:
+                o.result = "ok"
+        report.duration_s = time.perf_counter() - started
+
+        def finish(i: int) -> None:
+            o = report.outcomes[i]
+            deployers[i].finish(states[i], prepared[i].as_release(), env.paths.keep_releases, {
+                "release": release_id, "revision": artifacts.revision,
+                "user": artifacts.deployer, "time": _now(),
+                "action": f"deploy {options.what}", "result": o.result,
+                "duration_s": round(report.duration_s, 2), "previous": o.previous,
+                "bytes_sent": o.bytes_sent, "error": o.error,
+            }, live=o.result == "ok")
+
+        parallel(indexes, finish)
+    return report
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _all(results: list[T | BaseException]) -> list[T]:
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return results  # type: ignore[return-value]
+
+
+def _abort_on_error(results: list[Any], report: DeployReport, deployers: list[HostDeployer],
+                    release_id: str) -> None:
+    """Before the switch: drop the new release everywhere and stop; nothing live changed."""
+    errors = [(i, r) for i, r in enumerate(results) if isinstance(r, BaseException)]
+    if not errors:
+        return
+    for outcome in report.outcomes:
+        outcome.result = "aborted"
+    for i, exc in errors:
+        report.outcomes[i].error = _message(exc)
+        report.outcomes[i].result = "failed"
+    for d in deployers:
+        try:
+            d.t.run(rel.drop_release(d.layout, release_id), check=False, what="drop release")
+        except AdaptoError:
+            pass  # the host is unreachable; its partial release is pruned next time
+    first = errors[0][1]
+    if isinstance(first, AdaptoError):
+        raise first
+    raise OperationFailed(f"{deployers[errors[0][0]].name}: {_message(first)}") from first
+
+
+def _rollback_after_failure(deployers: list[HostDeployer], prepared: list[Prepared],
+                            activated: list[int], report: DeployReport,
+                            reporter: Reporter) -> None:
+    for outcome in report.outcomes:
+        outcome.result = "failed"
+
+    def back(index: int) -> None:
+        d, prep = deployers[index], prepared[index]
+        previous = prep.previous
+        if previous is None:
+            reporter.emit(Event("warn", "rollback", "no previous release to return to", d.name))
+            return
+        d.install_nginx(previous.id)
+        d.switch(previous.id)
+        if prep.restart_backend:
+            d.rolling_restart(previous.backend_release)
+        report.outcomes[index].result = "rolled-back"
+
+    order = sorted(activated)
+    with Step(reporter, None, "rollback", f"{len(order)} host(s) to their previous release"):
+        for index, result in zip(order, parallel(order, back), strict=True):
+            if isinstance(result, BaseException):
+                o = report.outcomes[index]
+                o.result = "failed"
+                o.error = f"{o.error}; rollback failed too: {_message(result)}"
+
+
+def _dry_run_report(report: DeployReport, deployers: list[HostDeployer],
+                    prepared: list[Prepared]) -> None:
+    """What would run, and how each config would change, without changing anything."""
+    import difflib
+
+    for i, (d, prep) in enumerate(zip(deployers, prepared, strict=True)):
+        report.outcomes[i].result = "dry-run"
+        # Recorded, not run: a dry run's transport only reads.
+        d.install_nginx(prep.release_id)
+        d.switch(prep.release_id)
+        if prep.restart_backend:
+            d.rolling_restart(prep.backend_release)
+        ecosystem_now = f"{d.layout.current}/ecosystem.config.js"
+        ecosystem_new = next((t for p, t in prep.files.items() if p.endswith(".config.js")), "")
+        for path, new_text in ((d.env.nginx.site_config_path, prep.nginx_file.text),
+                               (ecosystem_now, ecosystem_new)):
+            old = d.t.run(f"cat {path} 2>/dev/null || true", mutates=False, check=False).stdout
+            if old != new_text:
+                diff = "".join(difflib.unified_diff(
+                    old.splitlines(keepends=True), new_text.splitlines(keepends=True),
+                    fromfile=f"{d.name}:{path} (now)", tofile=f"{d.name}:{path} (new)"))
+                report.diffs.append((d.name, path, diff))
+        if isinstance(d.t, RecordingTransport):
+            report.recorded.extend(d.t.recorded)
+
+
+def rollback(selection: Selection, to: str | None, reporter: Reporter,
+             *, break_lock: bool = False) -> DeployReport:
+    """Back to the previous live release (or ``to``), with the same zero-downtime restart."""
+    started = time.perf_counter()
+    report = DeployReport(release=to)
+    with Session(selection, reporter, dry_run=False) as session:
+        deployers = session.deployers
+        report.outcomes = [HostOutcome(d.name) for d in deployers]
+        session.lock("rollback", break_lock)
+        states = _all(parallel(deployers, lambda d: d.read_state()))
+
+        def back(index: int) -> None:
+            d, state, o = deployers[index], states[index], report.outcomes[index]
+            o.previous = state.current
+            target = state.release(to) if to else _previous_live(state)
+            if target is None or not target.complete:
+                known = ", ".join(r.id for r in state.releases if r.complete) or "none"
+                raise AdaptoError(f"{d.name}: no release {to!r} to roll back to (complete "
+                                  f"releases: {known})" if to else
+                                  f"{d.name}: no earlier live release to roll back to")
+            o.release = target.id
+            current = state.release(state.current)
+            d.install_nginx(target.id)
+            d.switch(target.id)
+            if current is None or current.backend_release != target.backend_release:
+                d.rolling_restart(target.backend_release)
+            failures = d.gate()
+            if failures:
+                raise HealthFailed(f"{d.name}: after rollback: " + "; ".join(failures))
+            o.result = "ok"
+
+        results = parallel(list(range(len(deployers))), back)
+        for index, result in enumerate(results):
+            if isinstance(result, BaseException):
+                report.outcomes[index].result = "failed"
+                report.outcomes[index].error = _message(result)
+        report.duration_s = time.perf_counter() - started
+        for d, o, state in zip(deployers, report.outcomes, states, strict=True):
+            target = state.release(o.release)
+            ok = o.result == "ok" and target is not None
+            d.finish(state, target if ok else ReleaseInfo(str(o.release), False, None),
+                     selection.env.paths.keep_releases, {
+                         "release": o.release, "user": lock_info("")["who"], "time": _now(),
+                         "action": "rollback", "result": o.result, "previous": o.previous,
+                         "duration_s": round(report.duration_s, 2), "error": o.error,
+                     }, live=ok)
+    return report
+
+
+def _previous_live(state: HostState) -> Any:
+    live = [r for r in state.releases if r.complete and r.live and r.id != state.current
+            and (state.current is None or r.id < state.current)]
+    return live[-1] if live else None
