@@ -93,7 +93,7 @@ def render(
     host: HostOpt = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", "-o", metavar="DIR", help="write files under DIR instead of printing"),
+        typer.Option("--out", "-o", metavar="DIR", help="write the files under DIR"),
     ] = None,
     check: Annotated[
         bool, typer.Option("--check", help="validate with nginx -t, node, ufw --dry-run, logrotate")
@@ -238,6 +238,27 @@ def releases(
 
         _exit_with(run_releases(inventory=inventory, env_name=env, hosts=host,
                                 as_json=json_output))
+
+    run(body)
+
+
+@app.command()
+def health(
+    env: EnvOpt = ...,  # type: ignore[assignment]
+    inventory: InventoryOpt = None,
+    host: HostOpt = None,
+    json_output: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Check /api/health and / through nginx over TLS and every instance, against the budgets.
+
+    Exit 1 if any check fails or is slower than its budget. Example: adapto health -e sandbox
+    """
+
+    def body() -> None:
+        from adapto_ops.procedures.health import run_health
+
+        _exit_with(run_health(inventory=inventory, env_name=env, hosts=host, as_json=json_output))
 
     run(body)
 

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: render every sandbox config and check it
-# with the real tools (nginx -t, node, ufw --dry-run, logrotate).
+# The main job on a fresh machine: a rehearsal server on loopback (real sshd,
+# nginx, PM2), a full deploy of the bundled reference frontend and backend to
+# it over SSH, then the health check through nginx over TLS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-adapto render all -e sandbox --check
+adapto sandbox up -e sandbox
+adapto deploy all -e sandbox --yes
+adapto health -e sandbox

@@ -14,6 +14,9 @@ command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || need_apt+=
 command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
+# The reference backend's venv is made on the (sandbox) host with its python3.
+{ [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1; } || need_apt+=(python3 python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

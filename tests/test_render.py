@@ -335,6 +335,7 @@ def test_security_headers_wherever_headers_are_set(site: Site) -> None:
         assert set(SECURITY_HEADERS) <= set(server_headers)
         assert server_headers["Strict-Transport-Security"] == [hsts, "always"]
         assert server_headers["X-Content-Type-Options"][0] == "nosniff"
+    for server in site.servers:  # plain HTTP too: any location with its own headers
         for directive in walk(server["block"]):
             if directive["directive"] != "location":
                 continue

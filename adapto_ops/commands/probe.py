@@ -37,7 +37,9 @@ function probe(spec) {
         res.on('data', (d) => { if (body.length < 2000) body += d; });
         res.on('end', () => {
           const ms = Number(process.hrtime.bigint() - started) / 1e6;
-          if (res.statusCode === 200) return resolve({url, status: 200, ms, body: body.slice(0, 1000)});
+          if (res.statusCode === 200) {
+            return resolve({url, status: 200, ms, body: body.slice(0, 1000)});
+          }
           retry(`HTTP ${res.statusCode} ${body.slice(0, 200)}`);
         });
       });

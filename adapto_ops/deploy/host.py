@@ -101,6 +101,7 @@ class Prepared:
     files: dict[str, str] = field(default_factory=dict)  # remote path -> new text (for diffs)
     unchanged_from: str | None = None  # set when the live release already has this content
     deps_hash: str | None = None
+    env_text: str = ""  # the env file with real values: compared, never printed
 
     def as_release(self) -> ReleaseInfo:
         """The new release as the state listing will show it once it is live."""
@@ -265,7 +266,7 @@ class HostDeployer:
             self.t.run(rel.mark_complete(self.layout, release_id), what="mark release complete")
         return Prepared(release_id, previous, plan, len(blob), restart_backend, backend_release,
                         nginx_file, {env_file.path: env_file.shown, ecosystem.path: ecosystem.text},
-                        deps_hash=deps_hash)
+                        deps_hash=deps_hash, env_text=env_file.text)
 
     def _install_dependencies(self, release_id: str, deps_hash: str, dep_dir: str) -> None:
         backend = self.env.backend
@@ -344,13 +345,8 @@ class HostDeployer:
         """Failures of the health checks through nginx and on each instance (empty: healthy)."""
         if self.dry_run:
             return []
-        env = self.env
         with self.step("health", "through nginx and on every instance") as s:
-            origin = f"https://{probe_address(self.target)}:{env.nginx.https_port}"
-            urls = [(f"{origin}{env.backend.health_path}", env.nginx.canonical_name),
-                    (f"{origin}/", env.nginx.canonical_name)]
-            urls += [(f"http://{_url_host(env.backend.bind)}:{p}{env.backend.health_path}", "")
-                     for p in env.backend.ports]
+            urls = health_urls(self.target)
             result = self.t.run(http_probe(urls, 5), check=False, mutates=False,
                                 what="health checks", timeout=60)
             probes: list[ProbeResult] = parse_probe(result.stdout, urls)
@@ -394,6 +390,18 @@ def prune_plan(state: HostState, new: ReleaseInfo, keep: int) -> tuple[list[str]
     hashes = sorted({str((r.meta or {}).get("deps_hash")) for r in releases
                      if r.id in kept and (r.meta or {}).get("deps_hash")})
     return doomed, hashes
+
+
+def health_urls(target: Target) -> list[tuple[str, str]]:
+    """(url, TLS server name) of the runbook's checks, as seen from the host itself:
+    /api/health and / through nginx over TLS, then /api/health on every instance."""
+    env = target.env
+    origin = f"https://{probe_address(target)}:{env.nginx.https_port}"
+    urls = [(f"{origin}{env.backend.health_path}", env.nginx.canonical_name),
+            (f"{origin}/", env.nginx.canonical_name)]
+    urls += [(f"http://{_url_host(env.backend.bind)}:{p}{env.backend.health_path}", "")
+             for p in env.backend.ports]
+    return urls
 
 
 def describe_lock(text: str) -> str:

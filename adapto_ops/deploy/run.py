@@ -357,8 +357,27 @@ def _dry_run_report(report: DeployReport, deployers: list[HostDeployer],
                     old.splitlines(keepends=True), new_text.splitlines(keepends=True),
                     fromfile=f"{d.name}:{path} (now)", tofile=f"{d.name}:{path} (new)"))
                 report.diffs.append((d.name, path, diff))
+        env_diff = _env_diff(d, prep)
+        if env_diff:
+            report.diffs.append((d.name, d.layout.env_file, env_diff))
         if isinstance(d.t, RecordingTransport):
             report.recorded.extend(d.t.recorded)
+
+
+def _env_diff(d: HostDeployer, prep: Prepared) -> str:
+    """Which variables of the env file would change: names only, values never shown."""
+    from adapto_ops.inventory.secrets import parse_dotenv
+
+    path = d.layout.env_file
+    old = parse_dotenv(d.t.run(f"cat {path} 2>/dev/null || true", mutates=False,
+                               check=False).stdout)
+    new = parse_dotenv(prep.env_text)
+    lines = [f"+ {k} (new)" for k in new if k not in old]
+    lines += [f"- {k} (removed)" for k in old if k not in new]
+    lines += [f"~ {k} (value changed)" for k in new if k in old and old[k] != new[k]]
+    if not lines:
+        return ""
+    return f"--- {d.name}:{path} (values masked)\n" + "\n".join(lines) + "\n"
 
 
 def rollback(selection: Selection, to: str | None, reporter: Reporter,

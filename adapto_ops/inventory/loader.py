@@ -226,7 +226,8 @@ def _from_pydantic(err: Any) -> Problem:
     elif kind in {"model_type", "dict_type", "model_attributes_type"}:
         message = f"should be a mapping (key: value lines), got {type(err.get('input')).__name__}"
     elif kind == "list_type":
-        message = f"should be a list (lines starting with '- '), got {type(err.get('input')).__name__}"
+        got = type(err.get("input")).__name__
+        message = f"should be a list (lines starting with '- '), got {got}"
     elif kind == "too_short":
         hint = "add at least one entry"
     return Problem(loc, message, hint)

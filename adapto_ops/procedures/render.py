@@ -54,7 +54,8 @@ def run_render(
                     _write(path, file)
                     print(f"wrote {path}  ->  {target.host.name}:{file.path}")
         except OSError as exc:
-            raise AdaptoError(f"cannot write under {out}: {exc.strerror} ({exc.filename})") from None
+            raise AdaptoError(f"cannot write under {out}: {exc.strerror} ({exc.filename})") \
+                from None
     elif not check:
         for target, files in rendered:
             for file in files:

@@ -42,7 +42,8 @@ class CheckResult:
 
 def _missing_tool(kind: str, host: str, tool: str, package: str) -> CheckResult:
     return CheckResult(
-        kind, host, False, f"{tool} not found on this machine: install it (apt-get install {package})"
+        kind, host, False,
+        f"{tool} not found on this machine: install it (apt-get install {package})",
     )
 
 
