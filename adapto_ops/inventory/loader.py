@@ -37,6 +37,7 @@ class Problem:
     loc: Loc
     message: str
     hint: str = ""
+    line: int | None = None  # when known better than the path's first occurrence
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,11 @@ def parse_inventory(text: str, path: Path) -> LoadedInventory:
 
 
 def _compose(text: str, path: Path) -> tuple[yaml.Node | None, Any]:
-    loader = yaml.SafeLoader(text)
+    try:
+        # The reader checks characters as soon as it is made: keep it inside the try.
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        raise InventoryError(_reader_error(path, text, exc)) from None
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
@@ -123,11 +128,20 @@ def _compose(text: str, path: Path) -> tuple[yaml.Node | None, Any]:
         raise InventoryError(
             f"{path}:{line}: YAML syntax error: {what}; check indentation and quoting there"
         ) from None
+    except yaml.reader.ReaderError as exc:
+        raise InventoryError(_reader_error(path, text, exc)) from None
     except yaml.YAMLError as exc:
-        raise InventoryError(f"{path}: YAML error: {exc}") from None
+        one_line = " ".join(str(exc).split())
+        raise InventoryError(f"{path}: YAML error: {one_line}") from None
     finally:
         loader.dispose()
     return node, data
+
+
+def _reader_error(path: Path, text: str, exc: yaml.reader.ReaderError) -> str:
+    line = text[: exc.position].count("\n") + 1
+    return (f"{path}:{line}: character {exc.character!r} is not allowed in YAML; "
+            "remove it or quote the value")
 
 
 def _duplicate_keys(node: yaml.Node | None, loc: Loc = ()) -> list[Problem]:
@@ -139,7 +153,8 @@ def _duplicate_keys(node: yaml.Node | None, loc: Loc = ()) -> list[Problem]:
             name = str(key.value)
             if name in seen:
                 problems.append(
-                    Problem(loc + (name,), "appears twice in the same mapping", "keep one")
+                    Problem(loc + (name,), "appears twice in the same mapping", "keep one",
+                            line=key.start_mark.line + 1)
                 )
             seen.add(name)
             problems += _duplicate_keys(value, loc + (name,))
@@ -266,7 +281,7 @@ def _dotted(loc: Loc) -> str:
 
 
 def _format(path: Path, root: yaml.Node | None, problem: Problem) -> str:
-    line = line_of(root, problem.loc)
+    line = problem.line or line_of(root, problem.loc)
     text = f"{path}:{line}: {_dotted(problem.loc)}: {problem.message}".replace("\n", "\\n")
     return f"{text} — {problem.hint}" if problem.hint else text
 
@@ -301,6 +316,20 @@ def _environment_problems(at: Loc, env: Environment) -> list[Problem]:
                         "each host needs its own address or SSH port")
             )
         endpoints[endpoint] = i
+    seen_upstreams: dict[str, int] = {}
+    for i, host in enumerate(env.hosts):
+        if "backend" not in host.roles:
+            continue
+        where = host.private_address.replace("{address}", host.address)
+        if where in seen_upstreams:
+            problems.append(
+                Problem(at + ("hosts", i, "private_address"),
+                        f"{where} is already the backend address of host "
+                        f"#{seen_upstreams[where]}",
+                        "give each backend host the address nginx reaches it on "
+                        "(private_address)")
+            )
+        seen_upstreams[where] = i
     for role in ("web", "backend"):
         if not env.hosts_with(role):
             problems.append(

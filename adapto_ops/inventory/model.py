@@ -23,7 +23,7 @@ HOSTNAME_RE = re.compile(
     r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 )
 SIZE_RE = r"^[0-9]+[kKmMgG]?$"
-RATE_RE = r"^[0-9]+r/[sm]$"
+RATE_RE = r"^[1-9][0-9]*r/[sm]$"
 PLACEHOLDERS = ("{host}", "{address}")
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -34,8 +34,12 @@ EnvVarName = Annotated[str, Field(pattern=ENV_VAR_RE)]
 def _absolute(value: str) -> str:
     if not value.startswith("/"):
         raise ValueError(f"must be an absolute path (starting with /), got {value!r}")
-    if "\n" in value or "'" in value or '"' in value or ";" in value:
-        raise ValueError("must not contain quotes, semicolons or newlines")
+    bare = value.replace("{host}", "").replace("{address}", "")
+    if re.search(r"[\s'\";{}$]", bare):
+        raise ValueError(
+            "must not contain spaces, quotes, semicolons, braces or $ (nginx and the shell "
+            "would read them as syntax)"
+        )
     return value
 
 
@@ -46,6 +50,12 @@ def _hostname(value: str) -> str:
 
 
 AbsPath = Annotated[str, AfterValidator(_absolute)]
+
+
+def _not_api(value: str) -> str:
+    if value == "api":
+        raise ValueError("'api' would shadow the /api/ proxy; name the assets folder otherwise")
+    return value
 HostName = Annotated[str, AfterValidator(_hostname)]
 
 
@@ -59,9 +69,13 @@ def _unique(values: list[str]) -> list[str]:
 
 
 class Strict(BaseModel):
-    """Base for every inventory section: unknown keys are errors, objects are immutable."""
+    """Base for every inventory section: unknown keys are errors, objects are immutable.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Strict types: YAML already gives ints, bools and strings, so `instances: yes`
+    or `port: "22"` is a mistake to report, not a value to coerce.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Host(Strict):
@@ -75,8 +89,10 @@ class Host(Strict):
     roles: Annotated[
         list[Literal["web", "backend"]], Field(min_length=1), AfterValidator(_unique)
     ] = ["web", "backend"]
-    # Where nginx on a web host reaches this host's backend instances.
-    private_address: Annotated[str, Field(pattern=r"^[A-Za-z0-9.:\-{}]+$")] = "127.0.0.1"
+    # Where nginx on a web host reaches this host's backend instances (IPv6 in brackets).
+    private_address: Annotated[
+        str, Field(pattern=r"^([A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]|\{address\})$")
+    ] = "127.0.0.1"
 
 
 class Paths(Strict):
@@ -94,7 +110,9 @@ class Frontend(Strict):
     source: str = "."
     build: str | None = "npm ci && npm run build"
     dist: str = "dist"
-    assets_dir: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = "assets"
+    assets_dir: Annotated[
+        str, Field(pattern=r"^[A-Za-z0-9_.-]+$"), AfterValidator(_not_api)
+    ] = "assets"
 
 
 class Backend(Strict):
@@ -136,7 +154,7 @@ class RateLimit(Strict):
     """One limit_req zone: a sustained rate and a burst allowance."""
 
     rate: Annotated[str, Field(pattern=RATE_RE)]
-    burst: Annotated[int, Field(ge=0, le=100000)]
+    burst: Annotated[int, Field(ge=1, le=100000)]
 
 
 class RateLimits(Strict):
@@ -155,6 +173,8 @@ class Tls(Strict):
     # None: decided by mode. Let's Encrypt stopped running OCSP in 2025, so its
     # certificates carry no responder URL and stapling would only log warnings.
     ocsp_stapling: bool | None = None
+    # DNS servers nginx asks for the OCSP responder's address (stapling needs one).
+    ocsp_resolver: list[Annotated[str, Field(pattern=r"^[0-9a-fA-F.:\[\]]+$")]] = []
     acme_webroot: AbsPath = "/var/www/letsencrypt"
     email: str | None = None
     hsts_max_age: Annotated[int, Field(ge=0)] = 63072000
@@ -167,6 +187,9 @@ class Tls(Strict):
             )
         if self.ocsp_stapling and self.mode == "self-signed":
             raise ValueError("ocsp_stapling cannot work with a self-signed certificate")
+        if self.ocsp_stapling and not self.ocsp_resolver:
+            raise ValueError("ocsp_stapling needs ocsp_resolver (DNS servers nginx can ask, "
+                             "e.g. [127.0.0.53])")
         return self
 
 
@@ -176,7 +199,15 @@ class Nginx(Strict):
     server_names: Annotated[list[HostName], Field(min_length=1), AfterValidator(_unique)]
     # With several names, the first is canonical and the others redirect to it.
     redirect_aliases: bool = True
-    listen: Annotated[list[str], Field(min_length=1)] = ["0.0.0.0", "[::]"]
+    # This site answers requests for unknown names and bare IPs (the server's
+    # only site, as in the runbook). Turn off when another site on the same
+    # nginx is the default, or nginx refuses two default servers.
+    default_server: bool = True
+    # Addresses nginx listens on: IPv4, [IPv6], * or {address} (the host's own).
+    listen: Annotated[
+        list[Annotated[str, Field(pattern=r"^(\*|[0-9.]+|\[[0-9a-fA-F:]+\]|\{address\})$")]],
+        Field(min_length=1),
+    ] = ["0.0.0.0", "[::]"]
     http_port: Port = 80
     https_port: Port = 443
     http2: bool = True
@@ -198,6 +229,10 @@ class Nginx(Strict):
     def _signal_needs_prefix(self) -> Nginx:
         if self.control == "signal" and not self.prefix:
             raise ValueError("control 'signal' needs a prefix (nginx -p PREFIX)")
+        ws = self.websocket_path.rstrip("/") or "/"
+        if ws in {"/", "/index.html"} or ws == "/api" or ws.startswith("/api/"):
+            raise ValueError(f"websocket_path {self.websocket_path!r} collides with the site's "
+                             "own locations (/, /index.html, /api/); use e.g. /ws")
         return self
 
     @property
@@ -252,7 +287,8 @@ class Nginx(Strict):
     def ocsp_stapling(self) -> bool:
         if self.tls.ocsp_stapling is not None:
             return self.tls.ocsp_stapling
-        return self.tls.mode == "provided" and self.tls.trusted_certificate is not None
+        return (self.tls.mode == "provided" and self.tls.trusted_certificate is not None
+                and bool(self.tls.ocsp_resolver))
 
 
 FIREWALL_RULE_RE = r"^[0-9]{1,5}(:[0-9]{1,5})?(/(tcp|udp))?$"

@@ -37,7 +37,9 @@ class SecretValues:
 def parse_dotenv(text: str) -> dict[str, str]:
     """KEY=VALUE lines; '#' comments, optional `export ` and matching quotes."""
     values: dict[str, str] = {}
-    for raw in text.splitlines():
+    # Split on newlines only: str.splitlines() would also break inside a value at
+    # \r, \x0b, \x1c or \u2028, which dotenv and PM2's reader keep.
+    for raw in text.split("\n"):
         line = raw.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
@@ -46,11 +48,14 @@ def parse_dotenv(text: str) -> dict[str, str]:
     return values
 
 
+_ESCAPES = {"n": "\n", "r": "\r"}
+
+
 def _unquote(value: str) -> str:
     if len(value) >= 2 and value[0] == value[-1] == "'":
         return value[1:-1]
     if len(value) >= 2 and value[0] == value[-1] == '"':
-        return re.sub(r'\\(n|"|\\)', lambda m: "\n" if m[1] == "n" else m[1], value[1:-1])
+        return re.sub(r'\\(n|r|"|\\)', lambda m: _ESCAPES.get(m[1], m[1]), value[1:-1])
     return value
 
 
@@ -58,7 +63,8 @@ def dotenv_quote(value: str) -> str:
     """A value as a dotenv line writes it: bare when safe, else double-quoted with escapes."""
     if re.fullmatch(r"[A-Za-z0-9_./:@%+,-]*", value):
         return value
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    escaped = (value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+               .replace("\r", "\\r"))
     return f'"{escaped}"'
 
 

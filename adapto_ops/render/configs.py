@@ -104,6 +104,7 @@ def nginx_context(target: Target) -> dict[str, Any]:
         # One hop to the canonical name when aliases redirect; else keep the name asked for.
         "redirect_target": https_origin(env) if aliases else f"https://$host{port_suffix}",
         "listen": nginx.listen,
+        "default": " default_server" if nginx.default_server else "",
         "http_port": nginx.http_port,
         "https_port": nginx.https_port,
         "http2": nginx.http2,
@@ -116,6 +117,7 @@ def nginx_context(target: Target) -> dict[str, Any]:
             if explicit_off
             else OCSP_REASONS[nginx.tls.mode],
             "hsts_max_age": nginx.tls.hsts_max_age,
+            "ocsp_resolver": nginx.tls.ocsp_resolver,
         },
         "acme_webroot": nginx.tls.acme_webroot,
         "access_log": nginx.access_log,
