@@ -42,7 +42,7 @@ from adapto_ops.deploy.manifest import (
     to_json,
 )
 from adapto_ops.errors import AdaptoError, OperationFailed
-from adapto_ops.events import Reporter, Step
+from adapto_ops.events import Event, Reporter, Step
 from adapto_ops.remote import CommandFailed, Transport
 from adapto_ops.render.configs import (
     UPSTREAM_FAIL_TIMEOUT_S,
@@ -318,12 +318,24 @@ class HostDeployer:
         done: list[str] = []
         ports = [p for p in backend.ports
                  if names is None or instance_name(backend.name, p) in names]
+        strays = self._strays() if names is None else {}
+        # Ports a stray still holds go last, so the others serve while it is replaced.
+        held = {port or backend.base_port for port in strays.values()}
+        ports.sort(key=lambda p: p in held)
+        if strays and all(p in held for p in ports):
+            self.reporter.emit(Event("warn", "restart", f"{', '.join(strays)} hold(s) every "
+                                     "port: a short outage while they are replaced", self.name))
         for index, port in enumerate(ports):
             name = instance_name(backend.name, port)
             url = f"http://{_url_host(backend.bind)}:{port}{backend.health_path}"
             with self.step("restart", f"{name} ({index + 1}/{len(ports)})") as s:
                 done.append(name)
                 script = f"{pm2_cmd.delete(name)}\n{pm2_cmd.start(ecosystem, name)}"
+                if strays and port in held:
+                    # The runbook's `pm2 start npm --name ...` (or a dropped instance)
+                    # goes only now, when the new instances on free ports are serving.
+                    script = "\n".join(pm2_cmd.delete(n) for n in strays) + "\n" + script
+                    strays = {}
                 if self.dry_run:
                     self.t.run(script, what=f"restart {name}")
                     continue
@@ -337,7 +349,33 @@ class HostDeployer:
             if index < len(ports) - 1 and not self.dry_run:
                 # nginx may still count the instance as failed for fail_timeout.
                 time.sleep(UPSTREAM_FAIL_TIMEOUT_S)
+        if strays:  # on ports nginx no longer sends to: remove once the new ones serve
+            self.t.run("\n".join(pm2_cmd.delete(n) for n in strays), what="remove old apps")
         return done
+
+    def _strays(self) -> dict[str, int | None]:
+        """PM2 apps of this backend outside the new instance set, with the PORT they use.
+
+        The runbook's own `pm2 start npm --name ai-platform-backend -- start` is
+        one (on a server adapto takes over); instances dropped when `instances`
+        shrinks are others. They are removed during the rolling restart.
+        """
+        backend = self.env.backend
+        result = self.t.run(pm2_cmd.jlist(), check=False, mutates=False, what="pm2 jlist")
+        lines = [line for line in result.stdout.splitlines() if line.startswith("[")]
+        try:
+            apps = json.loads(lines[-1]) if lines else []
+        except json.JSONDecodeError:
+            return {}
+        wanted = {instance_name(backend.name, p) for p in backend.ports}
+        strays: dict[str, int | None] = {}
+        for app in apps:
+            name, env = app.get("name"), app.get("pm2_env") or {}
+            if name in wanted or not (name == backend.name or env.get("namespace") == backend.name):
+                continue
+            port = str(env.get("PORT") or (env.get("env") or {}).get("PORT") or "")
+            strays[str(name)] = int(port) if port.isdigit() else None
+        return strays
 
     # --- 4. gate ------------------------------------------------------------------------
 

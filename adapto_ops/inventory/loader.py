@@ -245,6 +245,18 @@ def _from_pydantic(err: Any) -> Problem:
         message = f"should be a list (lines starting with '- '), got {got}"
     elif kind == "too_short":
         hint = "add at least one entry"
+    elif kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
+        bound = next(iter(err.get("ctx", {}).values()), "")
+        word = {"greater_than_equal": "at least", "greater_than": "more than",
+                "less_than_equal": "at most", "less_than": "less than"}[kind]
+        message = f"{err.get('input')!r} is out of range"
+        hint = f"use a value {word} {bound}"
+    elif kind in {"string_type", "float_type"}:
+        got = type(err.get("input")).__name__
+        message = f"should be {'text' if kind == 'string_type' else 'a number'}, got {got}"
+        hint = "put the value in quotes" if kind == "string_type" else "write a number"
+    elif kind == "literal_error":
+        hint = "pick one of the values listed"
     return Problem(loc, message, hint)
 
 
