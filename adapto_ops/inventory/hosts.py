@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
+from adapto_ops.errors import InventoryError
 from adapto_ops.inventory.model import Environment, Host
 
 
@@ -41,4 +44,12 @@ def for_host(env: Environment, host: Host) -> Environment:
         for h in env.hosts
     ]
     data["hosts"] = [h.model_dump() for h in hosts]
-    return Environment.model_validate(data)
+    try:
+        return Environment.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"] if isinstance(p, (str, int)))
+        raise InventoryError(
+            f"host {host.name}: with {{host}}={host.name} and {{address}}={host.address}, "
+            f"{where}: {first['msg']} — change the host's name/address or that field"
+        ) from None

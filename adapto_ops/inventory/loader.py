@@ -140,8 +140,9 @@ def _compose(text: str, path: Path) -> tuple[yaml.Node | None, Any]:
 
 def _reader_error(path: Path, text: str, exc: yaml.reader.ReaderError) -> str:
     line = text[: exc.position].count("\n") + 1
-    return (f"{path}:{line}: character {exc.character!r} is not allowed in YAML; "
-            "remove it or quote the value")
+    char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or " ")
+    return (f"{path}:{line}: character U+{char:04X} is not allowed in YAML, quoted "
+            "or not; delete it (inside double quotes an escape such as \\x07 is allowed)")
 
 
 def _duplicate_keys(node: yaml.Node | None, loc: Loc = ()) -> list[Problem]:
@@ -254,7 +255,9 @@ def _from_pydantic(err: Any) -> Problem:
     elif kind in {"string_type", "float_type"}:
         got = type(err.get("input")).__name__
         message = f"should be {'text' if kind == 'string_type' else 'a number'}, got {got}"
-        hint = "put the value in quotes" if kind == "string_type" else "write a number"
+        scalar = not isinstance(err.get("input"), (list, dict))
+        hint = ("put the value in quotes" if scalar else "write a single value") \
+            if kind == "string_type" else "write a number"
     elif kind == "literal_error":
         hint = "pick one of the values listed"
     return Problem(loc, message, hint)

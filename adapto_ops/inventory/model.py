@@ -12,6 +12,7 @@ resolved per host by :func:`adapto_ops.inventory.hosts.for_host`.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Literal
 
@@ -52,6 +53,34 @@ def _hostname(value: str) -> str:
 AbsPath = Annotated[str, AfterValidator(_absolute)]
 
 
+def _ip_for_nginx(value: str) -> str:
+    """An IP address as nginx writes it: IPv4 as is, IPv6 in brackets."""
+    try:
+        ip = ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+    return f"[{ip}]" if ip.version == 6 else str(ip)
+
+
+def _listen_address(value: str) -> str:
+    """*, an IPv4 or [IPv6] address, a host name, or the {address} placeholder."""
+    if value in {"*", "{address}"}:
+        return value
+    if re.fullmatch(r"[0-9.]+", value) or ":" in value:
+        return _ip_for_nginx(value)
+    return _hostname(value)
+
+
+def _distinct_listen(values: list[str]) -> list[str]:
+    seen: set[str] = set()
+    for value in values:
+        key = "0.0.0.0" if value == "*" else value  # nginx treats both as every IPv4 address
+        if key in seen:
+            raise ValueError(f"{value!r} is listed twice (nginx refuses a duplicate listen)")
+        seen.add(key)
+    return values
+
+
 def _not_api(value: str) -> str:
     if value == "api":
         raise ValueError("'api' would shadow the /api/ proxy; name the assets folder otherwise")
@@ -89,10 +118,8 @@ class Host(Strict):
     roles: Annotated[
         list[Literal["web", "backend"]], Field(min_length=1), AfterValidator(_unique)
     ] = ["web", "backend"]
-    # Where nginx on a web host reaches this host's backend instances (IPv6 in brackets).
-    private_address: Annotated[
-        str, Field(pattern=r"^([A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]|\{address\})$")
-    ] = "127.0.0.1"
+    # Where nginx on a web host reaches this host's backend instances.
+    private_address: Annotated[str, AfterValidator(_listen_address)] = "127.0.0.1"
 
 
 class Paths(Strict):
@@ -174,7 +201,7 @@ class Tls(Strict):
     # certificates carry no responder URL and stapling would only log warnings.
     ocsp_stapling: bool | None = None
     # DNS servers nginx asks for the OCSP responder's address (stapling needs one).
-    ocsp_resolver: list[Annotated[str, Field(pattern=r"^[0-9a-fA-F.:\[\]]+$")]] = []
+    ocsp_resolver: list[Annotated[str, AfterValidator(_ip_for_nginx)]] = []
     acme_webroot: AbsPath = "/var/www/letsencrypt"
     email: str | None = None
     hsts_max_age: Annotated[int, Field(ge=0)] = 63072000
@@ -205,8 +232,9 @@ class Nginx(Strict):
     default_server: bool = True
     # Addresses nginx listens on: IPv4, [IPv6], * or {address} (the host's own).
     listen: Annotated[
-        list[Annotated[str, Field(pattern=r"^(\*|[0-9.]+|\[[0-9a-fA-F:]+\]|\{address\})$")]],
+        list[Annotated[str, AfterValidator(_listen_address)]],
         Field(min_length=1),
+        AfterValidator(_distinct_listen),
     ] = ["0.0.0.0", "[::]"]
     http_port: Port = 80
     https_port: Port = 443
@@ -340,6 +368,15 @@ class Environment(Strict):
     health: Health = Health()
     secrets: Secrets = Secrets()
     sandbox: Sandbox | None = None
+
+    @model_validator(mode="after")
+    def _websocket_not_assets(self) -> Environment:
+        assets = f"/{self.frontend.assets_dir}"
+        ws = self.nginx.websocket_path.rstrip("/")
+        if ws == assets or ws.startswith(assets + "/"):
+            raise ValueError(f"nginx.websocket_path {self.nginx.websocket_path!r} lies inside "
+                             f"the assets location {assets}/; use e.g. /ws")
+        return self
 
     def host(self, name: str) -> Host:
         for host in self.hosts:

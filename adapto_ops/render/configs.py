@@ -15,7 +15,7 @@ from typing import Any
 
 from adapto_ops.commands.firewall import ssh_rule, ufw_commands
 from adapto_ops.inventory.hosts import for_host
-from adapto_ops.inventory.model import Environment, Host
+from adapto_ops.inventory.model import Environment, Host, Nginx
 from adapto_ops.inventory.secrets import SecretValues, dotenv_quote, mask
 from adapto_ops.layout import ReleaseLayout
 from adapto_ops.render.engine import render_template
@@ -72,6 +72,7 @@ OCSP_REASONS = {
     "self-signed": "a self-signed certificate has no OCSP responder.",
     "letsencrypt": "Let's Encrypt certificates carry no OCSP responder URL since 2025.",
     "provided": "no issuer chain (tls.trusted_certificate) given to verify responses.",
+    "no-resolver": "no tls.ocsp_resolver to look the responder up with.",
 }
 
 
@@ -89,11 +90,18 @@ def https_origin(env: Environment) -> str:
     return f"https://{env.nginx.canonical_name}" + ("" if port == 443 else f":{port}")
 
 
+def _ocsp_reason(nginx: Nginx) -> str:
+    if nginx.tls.ocsp_stapling is False:
+        return "disabled in the inventory."
+    if nginx.tls.mode == "provided" and nginx.tls.trusted_certificate:
+        return OCSP_REASONS["no-resolver"]
+    return OCSP_REASONS[nginx.tls.mode]
+
+
 def nginx_context(target: Target) -> dict[str, Any]:
     env, nginx = target.env, target.env.nginx
     aliases = nginx.server_names[1:] if nginx.redirect_aliases else []
     port_suffix = "" if nginx.https_port == 443 else f":{nginx.https_port}"
-    explicit_off = nginx.tls.ocsp_stapling is False
     return {
         **target.header(),
         "prefix": target.prefix,
@@ -113,9 +121,7 @@ def nginx_context(target: Target) -> dict[str, Any]:
             "certificate_key": nginx.certificate_key_path,
             "trusted_certificate": nginx.trusted_certificate_path,
             "ocsp_stapling": nginx.ocsp_stapling,
-            "ocsp_reason": "disabled in the inventory."
-            if explicit_off
-            else OCSP_REASONS[nginx.tls.mode],
+            "ocsp_reason": _ocsp_reason(nginx),
             "hsts_max_age": nginx.tls.hsts_max_age,
             "ocsp_resolver": nginx.tls.ocsp_resolver,
         },
