@@ -170,7 +170,7 @@ CASES = [
     Case(
         "instances-zero",
         edit("      instances: 2\n", "      instances: 0\n"),
-        "instances: 0", f"{P}.backend.instances", "greater than or equal to 1",
+        "instances: 0", f"{P}.backend.instances", "0 is out of range — use a value at least 1",
     ),
     Case(
         "backend-kind-ruby",
@@ -299,12 +299,177 @@ CASES = [
     Case(
         "keep-releases-one",
         edit("      keep_releases: 5\n", "      keep_releases: 1\n"),
-        "keep_releases: 1", f"{P}.paths.keep_releases", "greater than or equal to 2",
+        "keep_releases: 1", f"{P}.paths.keep_releases",
+        "1 is out of range — use a value at least 2",
     ),
     Case(
         "environment-name-uppercase",
         edit("  production:\n", "  Production:\n"),
         "  Production:", "environments.Production", "is not valid",
+    ),
+    # Strict types: YAML already says what is a number, a bool or text; nothing is coerced.
+    Case(
+        "instances-yes",
+        edit("      instances: 2\n", "      instances: yes\n"),
+        "instances: yes", f"{P}.backend.instances", "valid integer",
+    ),
+    Case(
+        "ssh-port-quoted",
+        edit("        port: 22\n", '        port: "22"\n'),
+        'port: "22"', f"{P}.hosts[0].port", "valid integer",
+    ),
+    Case(
+        "http2-string",
+        edit("      control: systemd\n", '      control: systemd\n      http2: "true"\n'),
+        'http2: "true"', f"{P}.nginx.http2", "valid boolean",
+    ),
+    # Values nginx would reject.
+    Case(
+        "burst-zero",
+        edit("api: {rate: 20r/s, burst: 40}", "api: {rate: 20r/s, burst: 0}"),
+        "burst: 0", f"{P}.nginx.rate_limits.api.burst",
+        "0 is out of range — use a value at least 1",
+    ),
+    Case(
+        "rate-zero",
+        edit("api: {rate: 20r/s, burst: 40}", "api: {rate: 0r/s, burst: 40}"),
+        "rate: 0r/s", f"{P}.nginx.rate_limits.api.rate", "'0r/s' is not valid",
+    ),
+    Case(
+        "websocket-path-under-api",
+        edit("      control: systemd\n", "      control: systemd\n      websocket_path: /api/ws\n"),
+        "    nginx:", f"{P}.nginx", "websocket_path '/api/ws' collides",
+    ),
+    Case(
+        "websocket-path-root",
+        edit("      control: systemd\n", "      control: systemd\n      websocket_path: /\n"),
+        "    nginx:", f"{P}.nginx", "websocket_path '/' collides",
+    ),
+    Case(
+        "assets-dir-api",
+        edit("      dist: dist\n", "      dist: dist\n      assets_dir: api\n"),
+        "assets_dir: api", f"{P}.frontend.assets_dir", "'api' would shadow the /api/ proxy",
+    ),
+    Case(
+        "root-with-space",
+        edit("      root: /var/www/ai-platform\n", "      root: /var/www/ai platform\n"),
+        "root: /var/www/ai platform", f"{P}.paths.root", "must not contain spaces",
+    ),
+    Case(
+        "access-log-with-brace",
+        edit("      access_log: /var/log/nginx/access.log\n",
+             "      access_log: /var/log/nginx/{access}.log\n"),
+        "access_log: /var/log", f"{P}.nginx.access_log", "braces",
+    ),
+    Case(
+        "access-log-with-dollar",
+        edit("      access_log: /var/log/nginx/access.log\n",
+             "      access_log: /var/log/nginx/$host.log\n"),
+        "access_log: /var/log", f"{P}.nginx.access_log", "or $",
+    ),
+    Case(
+        "listen-free-text",
+        edit("      control: systemd\n",
+             "      control: systemd\n      listen: [not an address]\n"),
+        "listen: [not an address]", f"{P}.nginx.listen[0]",
+        "'not an address' is not a valid host name",
+    ),
+    Case(
+        "listen-uppercase-name",
+        edit("      control: systemd\n",
+             "      control: systemd\n      listen: [Shop.example.com]\n"),
+        "listen: [Shop.example.com]", f"{P}.nginx.listen[0]",
+        "'Shop.example.com' is not a valid host name",
+    ),
+    Case(
+        "listen-not-an-ipv6",
+        edit("      control: systemd\n", "      control: systemd\n      listen: ['::g']\n"),
+        "listen: ['::g']", f"{P}.nginx.listen[0]", "'::g' is not an IP address",
+    ),
+    Case(
+        "listen-short-ipv4",
+        edit("      control: systemd\n", "      control: systemd\n      listen: ['1.2.3']\n"),
+        "listen: ['1.2.3']", f"{P}.nginx.listen[0]", "'1.2.3' is not an IP address",
+    ),
+    Case(
+        "listen-ipv4-octet-too-big",
+        edit("      control: systemd\n",
+             "      control: systemd\n      listen: ['999.1.1.1']\n"),
+        "listen: ['999.1.1.1']", f"{P}.nginx.listen[0]", "'999.1.1.1' is not an IP address",
+    ),
+    Case(
+        "listen-twice",
+        edit("      control: systemd\n",
+             "      control: systemd\n      listen: ['0.0.0.0', '0.0.0.0']\n"),
+        "listen: ['0.0.0.0', '0.0.0.0']", f"{P}.nginx.listen",
+        "'0.0.0.0' is listed twice (nginx refuses a duplicate listen)",
+    ),
+    Case(
+        # nginx reads * as every IPv4 address: the same socket as 0.0.0.0.
+        "listen-star-and-any",
+        edit("      control: systemd\n",
+             "      control: systemd\n      listen: ['*', '0.0.0.0']\n"),
+        "listen: ['*', '0.0.0.0']", f"{P}.nginx.listen", "'0.0.0.0' is listed twice",
+    ),
+    Case(
+        # The same IPv6 address, once bare and once in brackets.
+        "listen-ipv6-twice-once-bare",
+        edit("      control: systemd\n",
+             "      control: systemd\n      listen: ['[::]', '::']\n"),
+        "listen: ['[::]', '::']", f"{P}.nginx.listen", "'[::]' is listed twice",
+    ),
+    Case(
+        "private-address-not-an-ipv6",
+        edit(HOST_BLOCK, HOST_BLOCK + "        private_address: '::g'\n"),
+        "private_address: '::g'", f"{P}.hosts[0].private_address", "'::g' is not an IP address",
+    ),
+    Case(
+        "private-address-short-ipv4",
+        edit(HOST_BLOCK, HOST_BLOCK + "        private_address: '1.2.3'\n"),
+        "private_address: '1.2.3'", f"{P}.hosts[0].private_address",
+        "'1.2.3' is not an IP address",
+    ),
+    Case(
+        "stapling-resolver-colon",
+        edit("        mode: letsencrypt\n",
+             "        mode: letsencrypt\n        ocsp_resolver: [':']\n"),
+        "ocsp_resolver: [':']", f"{P}.nginx.tls.ocsp_resolver[0]", "':' is not an IP address",
+    ),
+    Case(
+        "stapling-resolver-host-name",
+        edit("        mode: letsencrypt\n",
+             "        mode: letsencrypt\n        ocsp_resolver: [dns.example]\n"),
+        "ocsp_resolver: [dns.example]", f"{P}.nginx.tls.ocsp_resolver[0]",
+        "'dns.example' is not an IP address",
+    ),
+    Case(
+        # An Environment-level check: it names the environment, not the nginx section.
+        "websocket-path-in-assets",
+        edit("      control: systemd\n",
+             "      control: systemd\n      websocket_path: /assets/ws\n"),
+        "  production:", P,
+        "nginx.websocket_path '/assets/ws' lies inside the assets location /assets/",
+    ),
+    Case(
+        "stapling-without-resolver",
+        edit("        mode: letsencrypt\n",
+             "        mode: letsencrypt\n        ocsp_stapling: true\n"),
+        "      tls:", f"{P}.nginx.tls", "ocsp_stapling needs ocsp_resolver",
+    ),
+    Case(
+        "duplicate-private-address",
+        edit(HOST_BLOCK, HOST_BLOCK + "      - name: api2\n        address: 10.0.0.2\n"
+             "        roles: [backend]\n        private_address: 127.0.0.1  # again\n"),
+        "# again", f"{P}.hosts[1].private_address",
+        "127.0.0.1 is already the backend address of host #0",
+    ),
+    Case(
+        # Neither host names its private address: both default to 127.0.0.1.
+        "duplicate-default-private-address",
+        edit(HOST_BLOCK, HOST_BLOCK + "      - name: api2\n        address: 10.0.0.2\n"
+             "        roles: [backend]\n"),
+        "- name: api2", f"{P}.hosts[1].private_address",
+        "127.0.0.1 is already the backend address of host #0",
     ),
     Case(
         "key-with-newline",
@@ -362,16 +527,26 @@ def test_duplicate_key_is_reported_with_its_path() -> None:
     assert "appears twice" in first
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="loader.line_of resolves a duplicate key's path to its FIRST occurrence; the "
-    "duplicate (the line to delete) is the second one",
-)
 def test_duplicate_key_names_the_line_of_the_duplicate() -> None:
+    """The line to delete is the second occurrence, not the first."""
     text = edit("      keep_releases: 5\n", "      keep_releases: 5\n      keep_releases: 6\n")
-    assert_one_line_problem(
+    first = assert_one_line_problem(
         text, line_with(text, "keep_releases: 6"), f"{P}.paths.keep_releases", "appears twice"
     )
+    assert not first.startswith(f"{INV}:{line_with(text, 'keep_releases: 5')}:")
+
+
+def test_key_repeated_three_times_is_reported_at_each_repetition() -> None:
+    """Each repetition is its own problem, on its own line."""
+    text = edit("      instances: 2\n",
+                "      instances: 2\n      instances: 3\n      instances: 4\n")
+    lines = problem_lines(text)
+    assert lines == [
+        f"{INV}:{line_with(text, 'instances: 3')}: {P}.backend.instances: "
+        "appears twice in the same mapping — keep one",
+        f"{INV}:{line_with(text, 'instances: 4')}: {P}.backend.instances: "
+        "appears twice in the same mapping — keep one",
+    ]
 
 
 def test_every_problem_is_reported_each_on_its_own_line() -> None:
@@ -411,22 +586,55 @@ def test_degenerate_documents(text: str, fragment: str) -> None:
     assert re.match(r"^inv\.yaml:\d+: ", lines[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="loader._compose builds yaml.SafeLoader(text) outside its try block: a control "
-    "character raises yaml.reader.ReaderError instead of InventoryError",
+CONTROL_CHARACTERS = ["\x07", "\x00", "\x1b", "\ufffe"]
+CONTROL_IDS = ["bell", "nul", "escape", "noncharacter"]
+
+
+@pytest.mark.parametrize("char", CONTROL_CHARACTERS, ids=CONTROL_IDS)
+def test_control_character_is_an_inventory_error(char: str) -> None:
+    text = edit("project: ai-platform\n", f"project: ai-platform{char}\n")
+    assert line_with(text, "project: ai-platform") == 5
+    [line] = problem_lines(text)
+    assert re.match(r"inv\.yaml:5: character \S+ is not allowed in YAML\b", line), line
+
+
+def test_control_character_later_in_the_file_names_its_line() -> None:
+    text = edit("        user: root\n", "        user: ro\x01ot\n")
+    [line] = problem_lines(text)
+    assert re.match(
+        rf"inv\.yaml:{line_with(text, 'user: ro')}: character \S+ is not allowed in YAML\b",
+        line,
+    ), line
+
+
+CONTROL_HINT = (
+    "is not allowed in YAML, quoted or not; delete it "
+    "(inside double quotes an escape such as \\x07 is allowed)"
 )
-def test_control_character_is_an_inventory_error() -> None:
-    text = edit("project: ai-platform\n", "project: ai-platform\x07\n")
-    try:
-        parse_inventory(text, INV)
-    except InventoryError as exc:
-        assert exc.message.startswith("inv.yaml:5: "), exc.message
-    except Exception as exc:  # the bug: anything else escapes
-        raise AssertionError(f"{type(exc).__name__} escaped: {exc}") from exc
-    else:
-        raise AssertionError("no error for a control character")
+
+
+@pytest.mark.parametrize("char", CONTROL_CHARACTERS, ids=CONTROL_IDS)
+def test_control_character_message_names_the_character(char: str) -> None:
+    """The character is named by its code point, not by a bare int read as a column."""
+    text = edit("project: ai-platform\n", f"project: ai-platform{char}\n")
+    [line] = problem_lines(text)
+    assert line == f"inv.yaml:5: character U+{ord(char):04X} {CONTROL_HINT}", line
+
+
+def test_control_character_hint_does_not_suggest_quoting() -> None:
+    # Already quoted, and still refused: quoting is no fix, and the hint says so.
+    text = edit("project: ai-platform\n", 'project: "ai-platform\x07"\n')
+    [line] = problem_lines(text)
+    assert line == f"inv.yaml:5: character U+0007 {CONTROL_HINT}", line
+    assert "quote the value" not in line, line
+
+
+def test_control_character_hint_escape_works() -> None:
+    """What the hint offers, a double-quoted escape, loads and gives the character."""
+    text = edit("    description: The live platform of the runbook (adaptoai.ru).\n",
+                '    description: "bell \\x07 here"\n')
+    env = parse_inventory(text, INV).inventory.environments["production"]
+    assert env.description == "bell \x07 here"
 
 
 # --- what a valid inventory gives ------------------------------------------------------
@@ -494,6 +702,9 @@ def test_defaults() -> None:
     assert env.nginx.site_config_path == "/etc/nginx/sites-available/shop.example.com"
     assert env.nginx.certificate_path == "/etc/letsencrypt/live/shop.example.com/fullchain.pem"
     assert env.nginx.ocsp_stapling is False
+    assert env.nginx.tls.ocsp_resolver == []
+    assert env.nginx.default_server is True
+    assert env.nginx.listen == ["0.0.0.0", "[::]"]
 
 
 @pytest.mark.parametrize(("base", "count"), [(3001, 1), (4000, 3), (65530, 6)])
@@ -510,17 +721,44 @@ def test_backend_ports_are_consecutive(base: int, count: int) -> None:
         ({"mode": "letsencrypt"}, False),
         ({"mode": "self-signed"}, False),
         ({"mode": "provided", "certificate": "/c.pem", "certificate_key": "/k.pem"}, False),
+        # An issuer chain but no resolver: nginx could not reach the OCSP responder.
         ({"mode": "provided", "certificate": "/c.pem", "certificate_key": "/k.pem",
-          "trusted_certificate": "/chain.pem"}, True),
+          "trusted_certificate": "/chain.pem"}, False),
         ({"mode": "provided", "certificate": "/c.pem", "certificate_key": "/k.pem",
-          "trusted_certificate": "/chain.pem", "ocsp_stapling": False}, False),
-        ({"mode": "letsencrypt", "ocsp_stapling": True}, True),
+          "ocsp_resolver": ["127.0.0.53"]}, False),
+        ({"mode": "provided", "certificate": "/c.pem", "certificate_key": "/k.pem",
+          "trusted_certificate": "/chain.pem", "ocsp_resolver": ["127.0.0.53"]}, True),
+        ({"mode": "provided", "certificate": "/c.pem", "certificate_key": "/k.pem",
+          "trusted_certificate": "/chain.pem", "ocsp_resolver": ["127.0.0.53"],
+          "ocsp_stapling": False}, False),
+        ({"mode": "letsencrypt", "ocsp_resolver": ["127.0.0.53"]}, False),
+        ({"mode": "letsencrypt", "ocsp_stapling": True, "ocsp_resolver": ["127.0.0.53"]}, True),
     ],
 )
 def test_ocsp_stapling_decision(tls: dict, expected: bool) -> None:
     text = MINIMAL.replace("tls: {mode: letsencrypt}", "tls: " + _flow(tls))
     env = parse_inventory(text, INV).inventory.environments["prod"]
     assert env.nginx.ocsp_stapling is expected
+    assert env.nginx.tls.ocsp_resolver == tls.get("ocsp_resolver", [])
+
+
+@pytest.mark.parametrize(
+    "tls",
+    [
+        {"mode": "letsencrypt", "ocsp_stapling": True},
+        {"mode": "provided", "certificate": "/c.pem", "certificate_key": "/k.pem",
+         "trusted_certificate": "/chain.pem", "ocsp_stapling": True},
+        {"mode": "provided", "certificate": "/c.pem", "certificate_key": "/k.pem",
+         "trusted_certificate": "/chain.pem", "ocsp_stapling": True, "ocsp_resolver": []},
+    ],
+    ids=["letsencrypt", "provided-chain", "provided-chain-empty-resolver"],
+)
+def test_ocsp_stapling_without_resolver_is_refused(tls: dict) -> None:
+    text = MINIMAL.replace("tls: {mode: letsencrypt}", "tls: " + _flow(tls))
+    assert_one_line_problem(
+        text, line_with(text, "tls: {"), "environments.prod.nginx.tls",
+        "ocsp_stapling needs ocsp_resolver",
+    )
 
 
 def _flow(mapping: dict) -> str:
@@ -551,6 +789,139 @@ def test_for_host_substitutes_host_and_address() -> None:
         assert "{address}" not in view.model_dump_json()
     # The original is untouched.
     assert env.paths.root == "/var/tmp/adapto-sandbox/{host}/app"
+
+
+# The loader accepts {address} in listen and private_address; for_host then puts the
+# host's address there: a DNS name fits as is, a bare IPv6 address gets its brackets.
+PLACEHOLDER_ADDRESSES = [
+    ("sandbox1.local", "sandbox1.local"),
+    ("::2", "[::2]"),
+    ("[::2]", "[::2]"),
+]
+
+
+@pytest.mark.parametrize(("address", "written"), PLACEHOLDER_ADDRESSES,
+                         ids=["dns-name", "bare-ipv6", "bracketed-ipv6"])
+def test_whatever_the_loader_accepts_resolves_for_every_host(address: str, written: str) -> None:
+    text = edit("        address: 127.0.0.2\n", f'        address: "{address}"\n')
+    env = parse_inventory(text, INV).environment("sandbox")
+    for host in env.hosts:
+        view = for_host(env, host)
+        assert view.nginx.listen == [written]
+        assert [h.private_address for h in view.hosts] == [written]
+
+
+# Host.address takes more than an address nginx can use; where {address} turns it into
+# an invalid listen or private_address, for_host says so in one line, naming the host.
+UNUSABLE_ADDRESSES = [
+    ("1.2.3", "'1.2.3' is not an IP address"),
+    ("::g", "'::g' is not an IP address"),
+    ("Sandbox1.local", "'Sandbox1.local' is not a valid host name"),
+]
+
+
+@pytest.mark.parametrize(("address", "says"), UNUSABLE_ADDRESSES,
+                         ids=["short-ipv4", "not-an-ipv6", "uppercase-name"])
+def test_address_unusable_after_substitution_is_an_inventory_error(
+    address: str, says: str
+) -> None:
+    text = edit("        address: 127.0.0.2\n", f'        address: "{address}"\n')
+    env = parse_inventory(text, INV).environment("sandbox")
+    [host] = env.hosts
+    with pytest.raises(InventoryError) as caught:
+        for_host(env, host)
+    message = caught.value.message
+    assert caught.value.lines() == [message]
+    assert "\n" not in message
+    assert message.startswith(f"host sandbox1: with {{host}}=sandbox1 and {{address}}={address}, ")
+    assert "private_address" in message, message
+    assert says in message, message
+    assert message.endswith(" — change the host's name/address or that field"), message
+
+
+def test_listen_duplicated_by_substitution_is_an_inventory_error() -> None:
+    """{address} may become a value already listed: nginx would refuse the duplicate."""
+    text = edit('      listen: ["{address}"]\n', '      listen: ["{address}", 127.0.0.2]\n')
+    env = parse_inventory(text, INV).environment("sandbox")
+    [host] = env.hosts
+    with pytest.raises(InventoryError) as caught:
+        for_host(env, host)
+    message = caught.value.message
+    assert caught.value.lines() == [message]
+    assert message.startswith("host sandbox1: with {host}=sandbox1 and {address}=127.0.0.2, ")
+    assert "nginx.listen" in message
+    assert "'127.0.0.2' is listed twice" in message, message
+
+
+# --- addresses nginx is given ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("listen", "written"),
+    [
+        (["::"], ["[::]"]),
+        (["[::]"], ["[::]"]),
+        (["::1", "127.0.0.1"], ["[::1]", "127.0.0.1"]),
+        (["0:0:0:0:0:0:0:1"], ["[::1]"]),
+        (["*", "[::]"], ["*", "[::]"]),
+        (["shop.example.com"], ["shop.example.com"]),
+        (["{address}"], ["{address}"]),
+    ],
+    ids=["bare-any-ipv6", "bracketed", "bare-loopback", "long-form", "star", "host-name",
+         "placeholder"],
+)
+def test_listen_is_normalised_as_nginx_writes_it(listen: list[str], written: list[str]) -> None:
+    text = MINIMAL.replace("      tls: {mode: letsencrypt}\n",
+                           f"      tls: {{mode: letsencrypt}}\n      listen: {listen!r}\n")
+    env = parse_inventory(text, INV).inventory.environments["prod"]
+    assert env.nginx.listen == written
+
+
+@pytest.mark.parametrize(
+    ("private_address", "written"),
+    [("::1", "[::1]"), ("[::1]", "[::1]"), ("fd00::0:7", "[fd00::7]"), ("10.0.0.7", "10.0.0.7"),
+     ("api.internal", "api.internal")],
+    ids=["bare-ipv6", "bracketed-ipv6", "long-ipv6", "ipv4", "host-name"],
+)
+def test_private_address_is_normalised_as_nginx_writes_it(
+    private_address: str, written: str
+) -> None:
+    text = MINIMAL.replace("address: 192.0.2.10}",
+                           f"address: 192.0.2.10, private_address: '{private_address}'}}")
+    env = parse_inventory(text, INV).inventory.environments["prod"]
+    assert env.hosts[0].private_address == written
+
+
+@pytest.mark.parametrize(
+    ("resolver", "written"),
+    [(["::1"], ["[::1]"]), (["[::1]", "127.0.0.53"], ["[::1]", "127.0.0.53"])],
+    ids=["bare-ipv6", "bracketed-and-ipv4"],
+)
+def test_ocsp_resolver_is_normalised_as_nginx_writes_it(
+    resolver: list[str], written: list[str]
+) -> None:
+    text = MINIMAL.replace("tls: {mode: letsencrypt}",
+                           f"tls: {{mode: letsencrypt, ocsp_resolver: {resolver!r}}}")
+    env = parse_inventory(text, INV).inventory.environments["prod"]
+    assert env.nginx.tls.ocsp_resolver == written
+
+
+def test_websocket_path_beside_the_assets_is_accepted() -> None:
+    """Only a path inside /<assets_dir>/ collides; a name that merely starts alike is fine."""
+    text = MINIMAL.replace("      tls: {mode: letsencrypt}\n",
+                           "      tls: {mode: letsencrypt}\n      websocket_path: /assetsws\n")
+    env = parse_inventory(text, INV).inventory.environments["prod"]
+    assert env.nginx.websocket_path == "/assetsws"
+
+
+@pytest.mark.parametrize("path", ["/assets", "/assets/", "/assets/ws"])
+def test_websocket_path_inside_the_assets_is_refused(path: str) -> None:
+    text = MINIMAL.replace("      tls: {mode: letsencrypt}\n",
+                           f"      tls: {{mode: letsencrypt}}\n      websocket_path: {path}\n")
+    first = assert_one_line_problem(text, line_with(text, "  prod:"), "environments.prod",
+                                    f"nginx.websocket_path '{path}' lies inside the assets "
+                                    "location /assets/")
+    assert first.endswith("use e.g. /ws"), first
 
 
 def test_host_model_rejects_duplicate_roles() -> None:
@@ -658,16 +1029,24 @@ def test_dotenv_round_trip_table(value: str) -> None:
 LINE_BOUNDARIES = ["\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="secrets.dotenv_quote escapes only \\n, but parse_dotenv splits with "
-    "str.splitlines(), which also breaks at \\r, \\x0b, \\x0c, \\x1c-\\x1e, \\x85, "
-    "\\u2028, \\u2029",
-)
 @pytest.mark.parametrize("boundary", LINE_BOUNDARIES, ids=[hex(ord(c)) for c in LINE_BOUNDARIES])
 def test_dotenv_round_trip_line_boundaries(boundary: str) -> None:
     value = f"before{boundary}after"
+    line = f"KEY={dotenv_quote(value)}"
+    # The written line is one line by any reader's count (\r is escaped, the rest quoted).
+    assert "\n" not in line and "\r" not in line
     assert parse_dotenv(f"KEY={dotenv_quote(value)}\n") == {"KEY": value}
+    assert parse_dotenv(f"# header\n{line}\nOTHER=1\n") == {"KEY": value, "OTHER": "1"}
+
+
+def test_dotenv_round_trip_every_line_boundary_at_once() -> None:
+    value = "".join(f"{i}{b}" for i, b in enumerate(LINE_BOUNDARIES)) + "\r\n\\r end\r"
+    assert "\r" not in dotenv_quote(value) and "\n" not in dotenv_quote(value)
+    assert parse_dotenv(f"KEY={dotenv_quote(value)}\n") == {"KEY": value}
+
+
+def test_parse_dotenv_accepts_crlf_files() -> None:
+    assert parse_dotenv('A=1\r\nB="x\\ry"\r\n') == {"A": "1", "B": "x\ry"}
 
 
 try:
@@ -681,9 +1060,7 @@ if given is not None:
     @settings(max_examples=300, deadline=None)
     @given(
         st.text(
-            alphabet=st.characters(
-                blacklist_categories=("Cs",), blacklist_characters="".join(LINE_BOUNDARIES)
-            )
+            alphabet=st.characters(blacklist_categories=("Cs",))
         )
     )
     def test_dotenv_round_trip_property(value: str) -> None:
@@ -807,13 +1184,25 @@ def test_cli_unknown_host(tmp_path: Path) -> None:
     assert "'nosuch'" in lines[0] and "prod1" in lines[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="loader._compose: yaml.SafeLoader(text) raises ReaderError outside the try block, "
-    "so a control character in inventory.yaml ends in a traceback and exit code 1",
-)
+def test_cli_address_unusable_after_substitution_is_a_clean_error(tmp_path: Path) -> None:
+    bad = tmp_path / "addr.yaml"
+    bad.write_text(edit("        address: 127.0.0.2\n", '        address: "1.2.3"\n'),
+                   encoding="utf-8")
+    proc = adapto("render", "nginx", "-e", "sandbox", "-i", str(bad), cwd=tmp_path)
+    lines = assert_clean_errors(proc)
+    assert proc.stdout == ""
+    assert len(lines) == 1
+    assert lines[0].startswith("error: host sandbox1: with {host}=sandbox1 and "
+                               "{address}=1.2.3, "), lines[0]
+    assert "'1.2.3' is not an IP address" in lines[0]
+
+
 def test_cli_control_character_is_a_clean_error(tmp_path: Path) -> None:
     bad = tmp_path / "ctrl.yaml"
     bad.write_text(edit("project: ai-platform\n", "project: ai-platform\x07\n"), encoding="utf-8")
     proc = adapto("render", "nginx", "-e", "production", "-i", str(bad), cwd=tmp_path)
-    assert_clean_errors(proc)
+    lines = assert_clean_errors(proc)
+    assert proc.stdout == ""
+    assert len(lines) == 1
+    assert re.match(rf"error: {re.escape(str(bad))}:5: character \S+ is not allowed in YAML\b",
+                    lines[0]), lines[0]

@@ -125,39 +125,41 @@ PROVIDED = {"certificate": "/etc/ssl/certs/site.pem",
             "certificate_key": "/etc/ssl/private/site.key"}
 DEFAULT_SERVER = "default_server_flag"
 NO_RESOLVER = "ssl_stapling_without_resolver"
+RESOLVER = ["127.0.0.53"]
 
 VARIANTS = [
-    Variant("production", "production", known_gixy=(DEFAULT_SERVER,)),
-    Variant("production-1-instance", "production", _set("backend", instances=1),
-            known_gixy=(DEFAULT_SERVER,)),
-    Variant("production-3-instances", "production", _set("backend", instances=3),
-            known_gixy=(DEFAULT_SERVER,)),
+    Variant("production", "production"),
+    Variant("production-1-instance", "production", _set("backend", instances=1)),
+    Variant("production-3-instances", "production", _set("backend", instances=3)),
     Variant("production-provided-chain", "production",
-            _tls("provided", **PROVIDED, trusted_certificate="/etc/ssl/certs/chain.pem"),
-            stapling=True, known_gixy=(DEFAULT_SERVER, NO_RESOLVER)),
-    Variant("production-provided", "production", _tls("provided", **PROVIDED),
-            known_gixy=(DEFAULT_SERVER,)),
-    Variant("production-self-signed", "production", _tls("self-signed"),
-            known_gixy=(DEFAULT_SERVER,)),
+            _tls("provided", **PROVIDED, trusted_certificate="/etc/ssl/certs/chain.pem",
+                 ocsp_resolver=RESOLVER),
+            stapling=True),
+    # An issuer chain alone does not turn stapling on: nginx also needs a resolver.
+    Variant("production-provided-chain-no-resolver", "production",
+            _tls("provided", **PROVIDED, trusted_certificate="/etc/ssl/certs/chain.pem")),
+    Variant("production-provided", "production", _tls("provided", **PROVIDED)),
+    Variant("production-self-signed", "production", _tls("self-signed")),
     Variant("production-one-name", "production", _set("nginx", server_names=["adaptoai.ru"])),
     Variant("production-no-alias-redirect", "production", _set("nginx", redirect_aliases=False)),
-    Variant("production-two-backend-hosts", "production",
-            _both(_two_backend_hosts, _set("backend", instances=3)),
+    # Another site on the same nginx is the default: the alias and main HTTPS servers
+    # then share their sockets with no default among them, which gixy points out.
+    Variant("production-not-default-server", "production", _set("nginx", default_server=False),
             known_gixy=(DEFAULT_SERVER,)),
+    Variant("production-two-backend-hosts", "production",
+            _both(_two_backend_hosts, _set("backend", instances=3))),
     Variant("production-custom-limits", "production",
             _set("nginx", client_max_body_size="64m", https_port=8443, http2=False,
                  upstream_keepalive=8,
                  rate_limits={"api": {"rate": "300r/m", "burst": 5},
                               "auth": {"rate": "1r/s", "burst": 1}},
-                 tls={"mode": "self-signed", "hsts_max_age": 300}),
-            known_gixy=(DEFAULT_SERVER,)),
+                 tls={"mode": "self-signed", "hsts_max_age": 300})),
     Variant("sandbox", "sandbox"),
     Variant("sandbox-two-hosts", "sandbox", _second_sandbox_host),
     Variant("sandbox-letsencrypt-names", "sandbox",
             _both(_set("nginx", server_names=["sandbox.adapto.test", "www.sandbox.adapto.test",
                                               "old.adapto.test"], http_port=80),
-                  _tls("letsencrypt")),
-            known_gixy=(DEFAULT_SERVER,)),
+                  _tls("letsencrypt"))),
 ]
 VARIANT_IDS = [v.id for v in VARIANTS]
 
@@ -258,6 +260,11 @@ class Site:
         return nginx.server_names[1:] if nginx.redirect_aliases else []
 
     @property
+    def default_flag(self) -> list[str]:
+        """What ends the listen directives of the servers that are the default."""
+        return ["default_server"] if self.env.nginx.default_server else []
+
+    @property
     def port_suffix(self) -> str:
         port = self.env.nginx.https_port
         return "" if port == 443 else f":{port}"
@@ -277,8 +284,11 @@ def site(request: pytest.FixtureRequest, tmp_path: Path) -> Site:
 def test_http_server_answers_acme_and_redirects_everything_else(site: Site) -> None:
     nginx = site.env.nginx
     [http] = site.http_servers
-    listens = {d["args"][0] for d in find(http["block"], "listen")}
-    assert listens == {f"{address}:{nginx.http_port}" for address in nginx.listen}
+    listens = [d["args"] for d in find(http["block"], "listen")]
+    # The site answers plain HTTP for unknown names too (unless told otherwise).
+    assert listens == [
+        [f"{address}:{nginx.http_port}", *site.default_flag] for address in nginx.listen
+    ]
     assert args(http["block"], "server_name") == nginx.server_names
     locs = locations(http)
     assert ACME_LOCATION in locs
@@ -301,9 +311,12 @@ def test_https_servers_use_intermediate_tls(site: Site) -> None:
         block = server["block"]
         listens = [d["args"] for d in find(block, "listen")]
         expected_flags = ["ssl", "http2"] if nginx.http2 else ["ssl"]
-        assert sorted(map(tuple, listens)) == sorted(
-            (f"{a}:{nginx.https_port}", *expected_flags) for a in nginx.listen
-        )
+        # Only the server of the app is the default; the alias redirect never is.
+        if server is site.main:
+            expected_flags += site.default_flag
+        assert listens == [
+            [f"{a}:{nginx.https_port}", *expected_flags] for a in nginx.listen
+        ]
         assert args(block, "ssl_protocols") == ["TLSv1.2", "TLSv1.3"]
         assert args(block, "ssl_ciphers") == [INTERMEDIATE_CIPHERS]
         cache = args(block, "ssl_session_cache")
@@ -323,9 +336,14 @@ def test_ocsp_stapling_only_when_expected(site: Site) -> None:
             assert args(block, "ssl_trusted_certificate") == [
                 site.env.nginx.tls.trusted_certificate
             ]
+            # nginx must be able to look the OCSP responder up.
+            assert site.env.nginx.tls.ocsp_resolver
+            assert args(block, "resolver") == [*site.env.nginx.tls.ocsp_resolver, "valid=300s"]
+            assert args(block, "resolver_timeout") == ["5s"]
         else:
             assert stapling in ([], [["off"]])
             assert not find(block, "ssl_stapling_verify")
+            assert not find(block, "resolver")
 
 
 def test_security_headers_wherever_headers_are_set(site: Site) -> None:
@@ -452,6 +470,8 @@ def test_alias_names_redirect_to_the_canonical_name(site: Site) -> None:
     if site.aliases:
         assert set(by_names) == {tuple(site.aliases), (nginx.canonical_name,)}
         alias_server = by_names[tuple(site.aliases)]
+        # After the app's server: nginx takes the first server on a socket as its default.
+        assert site.servers.index(alias_server) > site.servers.index(site.main)
         locs = locations(alias_server)
         assert list(locs) == [("/",)]
         assert args(locs[("/",)], "return") == [
@@ -460,6 +480,29 @@ def test_alias_names_redirect_to_the_canonical_name(site: Site) -> None:
         assert not find(alias_server["block"], "root")
     else:
         assert list(by_names) == [tuple(nginx.server_names)]
+
+
+def test_default_server_marks_the_http_and_main_https_servers_only(site: Site) -> None:
+    flagged = [s for s in site.servers
+               if any("default_server" in d["args"] for d in find(s["block"], "listen"))]
+    if site.env.nginx.default_server:
+        assert flagged == [*site.http_servers, site.main]
+        for server in flagged:  # every socket of those servers, not just one
+            assert all(d["args"][-1] == "default_server" for d in find(server["block"], "listen"))
+    else:
+        assert flagged == []
+
+
+def test_default_server_off_leaves_no_default_server_anywhere(tmp_path: Path) -> None:
+    variant = next(v for v in VARIANTS if v.id == "production-not-default-server")
+    env = variant.environment()
+    assert env.nginx.default_server is False
+    assert VARIANTS[0].environment().nginx.default_server is True
+    text = render_nginx(variant.target()).text
+    assert "default_server" not in text
+    tree = parse_site(text, tmp_path)
+    listens = [d for s in find(tree, "server") for d in find(s["block"], "listen")]
+    assert listens and not any("default_server" in d["args"] for d in listens)
 
 
 def test_http_zone_names_carry_the_project_prefix(site: Site) -> None:
@@ -543,6 +586,8 @@ def test_pm2_release_dir_pins_cwd(tmp_path: Path) -> None:
 
 
 TRICKY_SECRET = 'he said "hi" \\ C:\\path\\n\nsecond line\tand a tab'
+# Every character str.splitlines() ends a line at, \r\n too: one value, not several lines.
+LINE_BOUNDARY_SECRET = "a\rb\x0bc\x0cd\x1ce\x1df\x1eg\x85h\u2028i\u2029j\r\nk\\r"
 
 
 @pytest.mark.tools
@@ -558,8 +603,10 @@ def test_pm2_reads_the_env_file_exactly(tmp_path: Path) -> None:
         "SUPABASE_SERVICE_ROLE_KEY": "'single quoted looking'",
         "TELEGRAM_BOT_TOKEN": "123:abc$def#ghi",
         "GIGACHAT_AUTH_KEY": " padded ",
+        "EXTRA_MULTI_BOUNDARY_KEY": LINE_BOUNDARY_SECRET,
     })
     env_file = render_env(target, secrets, "secrets.env")
+    assert parse_dotenv(env_file.text)["EXTRA_MULTI_BOUNDARY_KEY"] == LINE_BOUNDARY_SECRET
     path = Path(target.layout.env_file)
     assert path.parent == tmp_path / "app" / "shared"
     path.parent.mkdir(parents=True)
@@ -788,26 +835,20 @@ def test_gixy_finds_no_unknown_issues(variant: Variant, tmp_path: Path) -> None:
 
 @pytest.mark.tools
 @pytest.mark.skipif(GIXY is None, reason="gixy is not installed")
-@pytest.mark.xfail(
-    strict=True,
-    reason="site.conf.j2: the alias-redirect server and the main server share the HTTPS "
-    "listen sockets and neither is marked default_server (gixy default_server_flag)",
-)
 def test_gixy_alias_servers_name_a_default_server(tmp_path: Path) -> None:
-    issues = gixy_issues(render_nginx(VARIANTS[0].target()).text, tmp_path)
+    target = VARIANTS[0].target()
+    assert target.env.nginx.server_names[1:] and target.env.nginx.redirect_aliases
+    issues = gixy_issues(render_nginx(target).text, tmp_path)
     assert DEFAULT_SERVER not in {i["plugin"] for i in issues}
 
 
 @pytest.mark.tools
 @pytest.mark.skipif(GIXY is None, reason="gixy is not installed")
-@pytest.mark.xfail(
-    strict=True,
-    reason="macros.j2 tls(): `ssl_stapling on` without a `resolver`, so nginx cannot reach "
-    "the OCSP responder (gixy ssl_stapling_without_resolver)",
-)
 def test_gixy_stapling_has_a_resolver(tmp_path: Path) -> None:
     variant = next(v for v in VARIANTS if v.stapling)
-    issues = gixy_issues(render_nginx(variant.target()).text, tmp_path)
+    text = render_nginx(variant.target()).text
+    assert "ssl_stapling on;" in text  # the check below is not vacuous
+    issues = gixy_issues(text, tmp_path)
     assert NO_RESOLVER not in {i["plugin"] for i in issues}
 
 
@@ -888,6 +929,28 @@ def test_written_env_mode_is_private(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "env" / "backend.env").stat().st_mode) == 0o600
 
 
+def test_bare_ipv6_addresses_render_in_brackets(tmp_path: Path) -> None:
+    """listen, upstream servers and the OCSP resolver: a bare IPv6 address gets brackets."""
+    target = Variant(
+        "bare-ipv6", "production",
+        _both(_nginx(listen=["0.0.0.0", "::"]),
+              lambda d: d["hosts"][0].update(private_address="::1"),
+              _stapling("::1", "127.0.0.53")),
+    ).target()
+    assert target.env.nginx.listen == ["0.0.0.0", "[::]"]
+    assert target.env.hosts[0].private_address == "[::1]"
+    assert target.env.nginx.tls.ocsp_resolver == ["[::1]", "127.0.0.53"]
+    tree = parse_site(render_nginx(target).text, tmp_path)
+    servers = [d["args"][0] for d in find(one(tree, "upstream")["block"], "server")]
+    assert servers == ["[::1]:3001", "[::1]:3002"]
+    for server in find(tree, "server"):
+        addresses = [d["args"][0].rsplit(":", 1)[0] for d in find(server["block"], "listen")]
+        assert addresses == ["0.0.0.0", "[::]"]
+    resolvers = [d["args"] for s in find(tree, "server") for d in walk(s["block"])
+                 if d["directive"] == "resolver"]
+    assert resolvers and all(r[:2] == ["[::1]", "127.0.0.53"] for r in resolvers), resolvers
+
+
 # --- whatever the model accepts, nginx must accept ------------------------------------------------
 
 
@@ -903,61 +966,101 @@ def _api_limit(**values: Any) -> Callable[[dict[str, Any]], None]:
 
 
 def _bug(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"product bug: {reason}")
+    return pytest.mark.xfail(strict=True, raises=AssertionError, reason=f"product bug: {reason}")
+
+
+def _stapling(*resolver: str) -> Callable[[dict[str, Any]], None]:
+    return _tls("provided", **PROVIDED, trusted_certificate="/etc/ssl/certs/chain.pem",
+                ocsp_resolver=list(resolver))
+
+
+# Values nginx would reject, which validation now refuses.
+REFUSED = [
+    pytest.param(_api_limit(burst=0), id="burst-0"),
+    pytest.param(_api_limit(rate="0r/s"), id="rate-0"),
+    pytest.param(_nginx(websocket_path="/"), id="websocket-path-root"),
+    pytest.param(_nginx(websocket_path="/index.html"), id="websocket-path-index"),
+    pytest.param(_nginx(websocket_path="/api/"), id="websocket-path-api"),
+    pytest.param(_nginx(websocket_path="/api/chat"), id="websocket-path-under-api"),
+    pytest.param(_set("frontend", assets_dir="api"), id="assets-dir-api"),
+    pytest.param(_set("paths", root="/srv/my app"), id="root-with-space"),
+    pytest.param(_set("paths", root="/srv/app{x}"), id="root-with-brace"),
+    pytest.param(_set("paths", root="/srv/$app"), id="root-with-dollar"),
+    pytest.param(lambda d: d["nginx"]["tls"].update(acme_webroot="/var/www/le root"),
+                 id="acme-webroot-with-space"),
+    pytest.param(_nginx(access_log="/var/log/nginx/a b.log"), id="access-log-with-space"),
+    pytest.param(_nginx(access_log="/var/log/nginx/a\tb.log"), id="access-log-with-tab"),
+    pytest.param(_nginx(listen=["not an address"]), id="listen-free-text"),
+    pytest.param(_nginx(listen=["::g"]), id="listen-not-an-ipv6"),
+    pytest.param(_nginx(listen=["1.2.3"]), id="listen-short-ipv4"),
+    pytest.param(_nginx(listen=["999.1.1.1"]), id="listen-not-an-ipv4"),
+    pytest.param(_nginx(listen=["0.0.0.0", "0.0.0.0"]), id="listen-twice"),
+    pytest.param(_nginx(listen=["*", "0.0.0.0"]), id="listen-star-and-any"),
+    pytest.param(_nginx(listen=["[::]", "::"]), id="listen-ipv6-twice-once-bare"),
+    pytest.param(lambda d: d["hosts"][0].update(private_address="::g"),
+                 id="private-address-not-an-ipv6"),
+    pytest.param(lambda d: d["hosts"][0].update(private_address="1.2.3"),
+                 id="private-address-short-ipv4"),
+    pytest.param(_tls("letsencrypt", ocsp_stapling=True), id="stapling-without-resolver"),
+    pytest.param(_stapling(":"), id="stapling-resolver-colon"),
+    pytest.param(_stapling("1.2.3"), id="stapling-resolver-short-ipv4"),
+    pytest.param(_stapling("dns.example"), id="stapling-resolver-host-name"),
+    pytest.param(_nginx(websocket_path="/assets/"), id="websocket-path-assets"),
+    pytest.param(_nginx(websocket_path="/assets/ws"), id="websocket-path-inside-assets"),
+]
+
+
+@pytest.mark.parametrize("mutate", REFUSED)
+def test_model_refuses_what_nginx_would_reject(
+    mutate: Callable[[dict[str, Any]], None],
+) -> None:
+    from pydantic import ValidationError
+
+    Variant("unchanged", "production").environment()  # the base itself is valid
+    with pytest.raises(ValidationError):
+        Variant("edge", "production", mutate).environment()
 
 
 EDGE_CASES = [
     pytest.param(_nginx(client_max_body_size="0"), id="body-size-0"),
-    pytest.param(_nginx(websocket_path="/index.html"), id="websocket-path-index"),
     pytest.param(_nginx(server_names=["*.adaptoai.ru"]), id="wildcard-name"),
     pytest.param(_nginx(listen=["*"]), id="listen-star"),
+    pytest.param(_nginx(listen=["[::1]"]), id="listen-ipv6"),
     pytest.param(_nginx(upstream_keepalive=1024, http2=False), id="keepalive-max-no-http2"),
+    pytest.param(_nginx(default_server=False), id="not-default-server"),
     pytest.param(_set("paths", root="/srv/app#1"), id="root-with-hash"),
     pytest.param(_api_limit(rate="1r/m", burst=100000), id="slowest-rate-biggest-burst"),
+    pytest.param(lambda d: d["hosts"][0].update(private_address="[::1]"),
+                 id="private-address-ipv6-bracketed"),
+    pytest.param(_stapling("127.0.0.53", "[::1]"), id="stapling-resolvers"),
+    # Accepted, and written as nginx wants it: a bare IPv6 address gets its brackets.
+    pytest.param(_nginx(listen=["::"]), id="listen-bare-ipv6"),
+    pytest.param(_nginx(listen=["0.0.0.0", "::"]), id="listen-ipv4-and-bare-ipv6"),
+    pytest.param(_nginx(listen=["localhost"]), id="listen-host-name"),
+    pytest.param(lambda d: d["hosts"][0].update(private_address="::1"),
+                 id="private-address-bare-ipv6"),
+    pytest.param(lambda d: d["hosts"][0].update(private_address="localhost"),
+                 id="private-address-host-name"),
+    pytest.param(_stapling("::1"), id="stapling-resolver-bare-ipv6"),
+    pytest.param(_nginx(websocket_path="/assetsws"), id="websocket-path-beside-assets"),
+    # Refused by validation since the fixes (the test returns at ValidationError).
+    *REFUSED,
+    # Refused by validation: an address nginx cannot listen on or connect to.
     pytest.param(
-        _api_limit(burst=0), id="burst-0",
-        marks=_bug("model.RateLimit.burst allows 0 (ge=0); nginx: invalid burst value"),
+        lambda d: d["hosts"][0].update(private_address="*"), id="private-address-star",
     ),
     pytest.param(
-        _api_limit(rate="0r/s"), id="rate-0",
-        marks=_bug("model.RATE_RE allows 0r/s; nginx: invalid rate"),
+        _nginx(listen=["*.example.com"]), id="listen-wildcard-name",
     ),
     pytest.param(
-        _nginx(websocket_path="/"), id="websocket-path-root",
-        marks=_bug("websocket_path '/' duplicates `location /`; no cross-field check"),
+        lambda d: d["hosts"][0].update(private_address="*.example.com"),
+        id="private-address-wildcard-name",
     ),
     pytest.param(
-        _nginx(websocket_path="/api/"), id="websocket-path-api",
-        marks=_bug("websocket_path '/api/' duplicates `location /api/`"),
+        _nginx(listen=["fe80::1%lo"]), id="listen-ipv6-scope-id",
     ),
     pytest.param(
-        _set("frontend", assets_dir="api"), id="assets-dir-api",
-        marks=_bug("assets_dir 'api' makes `location ^~ /api/` duplicate `location /api/`"),
-    ),
-    pytest.param(
-        _set("paths", root="/srv/my app"), id="root-with-space",
-        marks=_bug("model._absolute allows spaces: `root /srv/my app/current/dist;`"),
-    ),
-    pytest.param(
-        _set("paths", root="/srv/app{x}"), id="root-with-brace",
-        marks=_bug("model._absolute allows { and }, which end an nginx directive"),
-    ),
-    pytest.param(
-        lambda d: d["nginx"]["tls"].update(acme_webroot="/var/www/le root"),
-        id="acme-webroot-with-space",
-        marks=_bug("model._absolute allows spaces in tls.acme_webroot"),
-    ),
-    pytest.param(
-        _nginx(access_log="/var/log/nginx/a b.log"), id="access-log-with-space",
-        marks=_bug("model._absolute allows spaces in nginx.access_log"),
-    ),
-    pytest.param(
-        _nginx(listen=["not an address"]), id="listen-free-text",
-        marks=_bug("Nginx.listen has no pattern: any text lands in `listen ...;`"),
-    ),
-    pytest.param(
-        lambda d: d["hosts"][0].update(private_address="::1"), id="private-address-ipv6",
-        marks=_bug("Host.private_address accepts a bare IPv6 address; upstream needs [::1]"),
+        _stapling("fe80::1%lo"), id="stapling-resolver-ipv6-scope-id",
     ),
 ]
 

@@ -48,8 +48,9 @@ def for_host(env: Environment, host: Host) -> Environment:
         return Environment.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"] if isinstance(p, (str, int)))
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
+        reason = str(first["msg"]).removeprefix("Value error, ")
         raise InventoryError(
             f"host {host.name}: with {{host}}={host.name} and {{address}}={host.address}, "
-            f"{where}: {first['msg']} — change the host's name/address or that field"
+            f"{where.lstrip('.')}: {reason} — change the host's name/address or that field"
         ) from None

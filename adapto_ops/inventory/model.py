@@ -56,6 +56,8 @@ AbsPath = Annotated[str, AfterValidator(_absolute)]
 def _ip_for_nginx(value: str) -> str:
     """An IP address as nginx writes it: IPv4 as is, IPv6 in brackets."""
     try:
+        if "%" in value:  # a scope id (fe80::1%eth0): nginx has no syntax for it
+            raise ValueError
         ip = ipaddress.ip_address(value.strip("[]"))
     except ValueError:
         raise ValueError(f"{value!r} is not an IP address") from None
@@ -68,7 +70,16 @@ def _listen_address(value: str) -> str:
         return value
     if re.fullmatch(r"[0-9.]+", value) or ":" in value:
         return _ip_for_nginx(value)
+    if value.startswith("*."):
+        raise ValueError(f"{value!r}: a wildcard names no address to listen on or connect to")
     return _hostname(value)
+
+
+def _backend_address(value: str) -> str:
+    """Like a listen address, but one nginx can connect to: not *."""
+    if value == "*":
+        raise ValueError("'*' is no address nginx can connect to; use the host's address")
+    return _listen_address(value)
 
 
 def _distinct_listen(values: list[str]) -> list[str]:
@@ -119,7 +130,7 @@ class Host(Strict):
         list[Literal["web", "backend"]], Field(min_length=1), AfterValidator(_unique)
     ] = ["web", "backend"]
     # Where nginx on a web host reaches this host's backend instances.
-    private_address: Annotated[str, AfterValidator(_listen_address)] = "127.0.0.1"
+    private_address: Annotated[str, AfterValidator(_backend_address)] = "127.0.0.1"
 
 
 class Paths(Strict):
