@@ -62,6 +62,9 @@ class RichReporter:
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         self.console = Console(highlight=False, soft_wrap=True, stderr=False)
+        if not self.console.is_terminal:
+            # Logs (CI, pipes) have no width: do not cut release ids at 80 columns.
+            self.console.width = 200
         self._progress = Progress(
             SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
             console=self.console, transient=True,

@@ -15,8 +15,6 @@ from __future__ import annotations
 import io
 import shlex
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,7 +38,11 @@ class Result:
     def ok(self) -> bool:
         return self.exit_code == 0
 
-    def last_error_line(self) -> str:
+    def last_error_line(self, prefer: tuple[str, ...] = ()) -> str:
+        """The line that explains a failure: the first with a ``prefer`` marker, else the last."""
+        for line in (self.stderr + "\n" + self.stdout).splitlines():
+            if any(marker in line for marker in prefer):
+                return line.strip()
         for text in (self.stderr, self.stdout):
             lines = [line.strip() for line in text.splitlines() if line.strip()]
             if lines:
@@ -81,11 +83,6 @@ class Transport(Protocol):
     def put_bytes(self, data: bytes, remote_path: str, mode: int = 0o644) -> None: ...
 
     def close(self) -> None: ...
-
-
-def sh(*parts: str) -> str:
-    """A command line from words, each quoted for the remote shell."""
-    return shlex.join(parts)
 
 
 class SSHTransport:
@@ -187,7 +184,8 @@ class SSHTransport:
             exit_code = channel.recv_exit_status()
         except (OSError, EOFError) as exc:
             raise OperationFailed(
-                f"{self.host.name}: {what or _short(command)}: connection lost ({exc})"
+                f"{self.host.name}: {what or _short(command)}: SSH connection lost "
+                f"({type(exc).__name__}{': ' + str(exc) if str(exc) else ''})"
             ) from None
         finally:
             channel.close()
@@ -273,19 +271,3 @@ class RecordingTransport:
 
     def close(self) -> None:
         self.inner.close()
-
-
-def connect(host: Host, *, key_file: Path | None, known_hosts: Path | None) -> SSHTransport:
-    """Open an SSH transport, or raise OperationFailed with a one-line reason."""
-    return SSHTransport(host, key_file=key_file, known_hosts=known_hosts)
-
-
-@contextmanager
-def connected(
-    host: Host, *, key_file: Path | None, known_hosts: Path | None
-) -> Iterator[SSHTransport]:
-    transport = connect(host, key_file=key_file, known_hosts=known_hosts)
-    try:
-        yield transport
-    finally:
-        transport.close()

@@ -34,17 +34,6 @@ def reload(nginx: Nginx) -> str:
     )
 
 
-def restart(nginx: Nginx) -> str:
-    if nginx.control == "systemd":
-        return "systemctl restart nginx"
-    pid = shlex.quote(pid_file(nginx))
-    return (
-        f"if [ -s {pid} ] && kill -0 \"$(cat {pid})\" 2>/dev/null; then {_base(nginx)} -s quit; "
-        f"for i in $(seq 50); do kill -0 \"$(cat {pid} 2>/dev/null)\" 2>/dev/null || break; "
-        f"sleep 0.2; done; fi; {_base(nginx)}"
-    )
-
-
 def install_site(nginx: Nginx, staged: str) -> str:
     """Move ``staged`` into place and enable it; if nginx -t fails, put the old file back.
 

@@ -293,7 +293,8 @@ class HostDeployer:
             if not result.ok:
                 raise OperationFailed(
                     f"{self.name}: nginx rejected the new site config, the previous one is back "
-                    f"in place and nginx was not reloaded: {result.last_error_line()}"
+                    f"in place and nginx was not reloaded: "
+                    f"{result.last_error_line(('[emerg]', '[crit]', '[alert]'))}"
                 )
 
     # --- 3. activate --------------------------------------------------------------

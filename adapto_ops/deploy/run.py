@@ -388,18 +388,17 @@ def rollback(selection: Selection, to: str | None, reporter: Reporter,
     with Session(selection, reporter, dry_run=False) as session:
         deployers = session.deployers
         report.outcomes = [HostOutcome(d.name) for d in deployers]
+        # Check the target exists everywhere before taking locks or writing history.
+        for d, state in zip(deployers, _all(parallel(deployers, lambda d: d.read_state())),
+                            strict=True):
+            _rollback_target(d.name, state, to)
         session.lock("rollback", break_lock)
         states = _all(parallel(deployers, lambda d: d.read_state()))
 
         def back(index: int) -> None:
             d, state, o = deployers[index], states[index], report.outcomes[index]
             o.previous = state.current
-            target = state.release(to) if to else _previous_live(state)
-            if target is None or not target.complete:
-                known = ", ".join(r.id for r in state.releases if r.complete) or "none"
-                raise AdaptoError(f"{d.name}: no release {to!r} to roll back to (complete "
-                                  f"releases: {known})" if to else
-                                  f"{d.name}: no earlier live release to roll back to")
+            target = _rollback_target(d.name, state, to)
             o.release = target.id
             current = state.release(state.current)
             d.install_nginx(target.id)
@@ -427,6 +426,17 @@ def rollback(selection: Selection, to: str | None, reporter: Reporter,
                          "duration_s": round(report.duration_s, 2), "error": o.error,
                      }, live=ok)
     return report
+
+
+def _rollback_target(host: str, state: HostState, to: str | None) -> ReleaseInfo:
+    """The release to return to, or a one-line error naming the ones there are."""
+    target = state.release(to) if to else _previous_live(state)
+    if target is not None and target.complete:
+        return target
+    known = ", ".join(r.id for r in state.releases if r.complete) or "none"
+    if to:
+        raise AdaptoError(f"{host}: no release {to!r} to roll back to (releases: {known})")
+    raise AdaptoError(f"{host}: no earlier live release to roll back to (releases: {known})")
 
 
 def _previous_live(state: HostState) -> Any:

@@ -35,6 +35,12 @@ def _summary(report: Any, reporter: Reporter, title: str) -> None:
     reporter.emit(Event("result", title, "ok" if report.ok else "failed",
                         data={"release": report.release, "hosts": rows,
                               "duration_s": round(report.duration_s, 2)}))
+    for r in rows:
+        if r["error"]:
+            # One line per failed host on stderr, whatever the reporter: what CI logs show.
+            back = f" (now on {r['previous']})" if r["result"] == "rolled-back" else ""
+            print(f"error: {title} {r['release']} {r['result']} on {r['host']}{back}: "
+                  f"{r['error']}", file=sys.stderr)
     if isinstance(reporter, RichReporter):
         from rich.markup import escape
         from rich.table import Table
