@@ -23,7 +23,8 @@ for (const id of names) {
   let meta = null;
   try { meta = JSON.parse(fs.readFileSync(path.join(dir, '.adapto-release.json'), 'utf8')); }
   catch (e) {}
-  if (meta) delete meta.manifest;
+  // Manifests are large: only the current release's, which a deploy diffs against.
+  if (meta && id !== out.current) delete meta.manifest;
   out.releases.push({id, complete: fs.existsSync(path.join(dir, '.adapto-complete')),
                      live: fs.existsSync(path.join(dir, '.adapto-live')), meta});
 }
@@ -33,19 +34,21 @@ process.stdout.write(JSON.stringify(out));
 
 
 def read_state(layout: ReleaseLayout) -> str:
-    """One JSON object: current release id, every release (complete or not), the lock."""
+    """One JSON object: current release id (and its manifest), every release, the lock."""
     return shlex.join(["node", "-e", STATE_JS, layout.root])
 
 
-def read_release_meta(layout: ReleaseLayout, release_id: str) -> str:
-    return f"cat {q(layout.release(release_id) + '/' + RELEASE_META)}"
+def lock_and_read_state(layout: ReleaseLayout, *, break_first: bool) -> str:
+    """Take the lock (O_EXCL via noclobber; info on stdin), then print the state: one trip.
 
-
-def acquire_lock(layout: ReleaseLayout) -> str:
-    """Create the lock file only if it does not exist (noclobber = O_EXCL); info on stdin."""
+    Exit code 75 and the holder's lock text when someone else has it.
+    """
+    lock = q(layout.lock)
+    breaking = f"rm -f {lock}; " if break_first else ""
     return (
-        f"mkdir -p {q(layout.state_dir)} && "
-        f"( set -C; cat > {q(layout.lock)} ) 2>/dev/null || {{ cat {q(layout.lock)}; exit 75; }}"
+        f"{breaking}mkdir -p {q(layout.state_dir)} && "
+        f"{{ ( set -C; cat > {lock} ) 2>/dev/null || {{ cat {lock}; exit 75; }}; }}"
+        f" && {read_state(layout)}"
     )
 
 
@@ -53,9 +56,6 @@ def release_lock(layout: ReleaseLayout, token: str) -> str:
     """Remove the lock only if it is still ours (a broken-and-retaken lock is not)."""
     return f"grep -qF {q(token)} {q(layout.lock)} 2>/dev/null && rm -f {q(layout.lock)} || true"
 
-
-def break_lock(layout: ReleaseLayout) -> str:
-    return f"rm -f {q(layout.lock)}"
 
 
 def apply_bundle(layout: ReleaseLayout, release_id: str, previous: str | None, *,

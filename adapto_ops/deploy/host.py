@@ -102,6 +102,7 @@ class Prepared:
     unchanged_from: str | None = None  # set when the live release already has this content
     deps_hash: str | None = None
     env_text: str = ""  # the env file with real values: compared, never printed
+    dist_changed: bool = True  # the frontend differs from the previous release's
 
     def as_release(self) -> ReleaseInfo:
         """The new release as the state listing will show it once it is live."""
@@ -120,6 +121,12 @@ def probe_address(target: Target) -> str:
     """Where nginx can be reached from the host itself."""
     first = target.env.nginx.listen[0]
     return "127.0.0.1" if first in {"0.0.0.0", "*", "[::]"} else first.strip("[]")
+
+
+def dist_hash(manifest: Manifest) -> str:
+    """Identity of the frontend alone: equal hashes need no nginx reload on a switch."""
+    dist = {p: e for p, e in manifest.items() if p.startswith("dist/")}
+    return hashlib.sha256(json.dumps(to_json(dist), sort_keys=True).encode()).hexdigest()[:24]
 
 
 def content_hash(manifest: Manifest, deps_hash: str | None, configs: list[str]) -> str:
@@ -154,20 +161,12 @@ class HostDeployer:
         result = self.t.run(rel.read_state(self.layout), mutates=False, what="read release state")
         return parse_state(result.stdout)
 
-    def release_meta(self, release_id: str) -> dict[str, Any]:
-        result = self.t.run(rel.read_release_meta(self.layout, release_id), check=False,
-                            mutates=False, what="read release manifest")
-        try:
-            return dict(json.loads(result.stdout)) if result.ok else {}
-        except json.JSONDecodeError:
-            return {}
-
-    def acquire_lock(self, info: dict[str, Any], *, break_lock: bool) -> None:
-        if break_lock:
-            self.t.run(rel.break_lock(self.layout), what="break the lock")
+    def lock_and_read_state(self, info: dict[str, Any], *, break_lock: bool) -> HostState:
+        """Take the host's deploy lock and read the release state, in one round trip."""
         self.lock_token = str(info["token"])
-        result = self.t.run(rel.acquire_lock(self.layout), check=False,
-                            stdin=json.dumps(info).encode(), what="take the deploy lock")
+        result = self.t.run(rel.lock_and_read_state(self.layout, break_first=break_lock),
+                            check=False, stdin=json.dumps(info).encode(),
+                            what="take the deploy lock")
         if result.exit_code == 75:
             self.lock_token = None
             raise LockHeld(f"{self.name}: {describe_lock(result.stdout)}; wait for it to finish, "
@@ -175,6 +174,7 @@ class HostDeployer:
         if not result.ok:
             self.lock_token = None
             raise CommandFailed(self.name, result, "take the deploy lock")
+        return parse_state(result.stdout)
 
     def release_lock(self) -> None:
         if self.lock_token:
@@ -193,8 +193,8 @@ class HostDeployer:
         if missing and previous is None:
             raise AdaptoError(f"{self.name}: no release to take the {missing[0]} from yet; "
                               "the first deploy must be `adapto deploy all`")
-        # The state listing leaves manifests out (they are large); read the one we diff against.
-        prev_meta = self.release_meta(previous.id) if previous else {}
+        # The state carries the current release's manifest: the one we diff against.
+        prev_meta = (previous.meta or {}) if previous else {}
         prev_manifest = from_json(prev_meta.get("manifest"))
         prev_carried = set(prev_meta.get("carried", []))
         # Components not deployed now are kept as they are in the previous release.
@@ -227,6 +227,7 @@ class HostDeployer:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "components": list(artifacts.components), "backend_release": backend_release,
             "deps_hash": deps_hash, "carried": carried, "content_hash": identity,
+            "dist_hash": dist_hash(manifest),
             "manifest": to_json(manifest),
         }
         base = f"releases/{release_id}/"
@@ -266,7 +267,9 @@ class HostDeployer:
             self.t.run(rel.mark_complete(self.layout, release_id), what="mark release complete")
         return Prepared(release_id, previous, plan, len(blob), restart_backend, backend_release,
                         nginx_file, {env_file.path: env_file.shown, ecosystem.path: ecosystem.text},
-                        deps_hash=deps_hash, env_text=env_file.text)
+                        deps_hash=deps_hash, env_text=env_file.text,
+                        dist_changed=previous is None or any(
+                            p.startswith("dist/") for p in plan.send + plan.delete))
 
     def _install_dependencies(self, release_id: str, deps_hash: str, dep_dir: str) -> None:
         backend = self.env.backend
@@ -280,30 +283,48 @@ class HostDeployer:
 
     # --- 2. nginx --------------------------------------------------------------
 
-    def install_nginx(self, release_id: str) -> None:
-        """Install the release's site file and test it; raise with nginx's words if rejected."""
+    def install_nginx(self, release_id: str) -> bool:
+        """Install the release's site file and test it; False when it was already in place.
+
+        Raises with nginx's own words (and the previous file back) if nginx rejects it.
+        """
         nginx = self.env.nginx
         staged = nginx.site_config_path + ".adapto-new"
-        copy = f"{self.layout.release(release_id)}/{NGINX_COPY}"
-        with self.step("nginx", "install + nginx -t"):
-            script = (f"mkdir -p \"$(dirname {shlex.quote(staged)})\" && "
-                      f"cp {shlex.quote(copy)} {shlex.quote(staged)}\n"
+        copy = shlex.quote(f"{self.layout.release(release_id)}/{NGINX_COPY}")
+        site, enabled = shlex.quote(nginx.site_config_path), shlex.quote(nginx.site_enabled_path)
+        with self.step("nginx", "install + nginx -t") as s:
+            script = (f"if cmp -s {copy} {site} && [ -L {enabled} ]; then echo UNCHANGED; exit 0; "
+                      f"fi\nmkdir -p \"$(dirname {shlex.quote(staged)})\" && "
+                      f"cp {copy} {shlex.quote(staged)}\n"
                       + nginx_cmd.install_site(nginx, staged))
             result = self.t.run(script, check=False, what="nginx -t")
+            if result.ok and "UNCHANGED" in result.stdout:
+                s.done_message = "site config unchanged"
+                return False
             if not result.ok:
                 raise OperationFailed(
                     f"{self.name}: nginx rejected the new site config, the previous one is back "
                     f"in place and nginx was not reloaded: "
                     f"{result.last_error_line(('[emerg]', '[crit]', '[alert]'))}"
                 )
+        return True
 
     # --- 3. activate --------------------------------------------------------------
 
-    def switch(self, release_id: str) -> None:
-        """Env file and `current` to the release, then a graceful nginx reload."""
-        with self.step("switch", f"current -> {release_id}"):
-            self.t.run(rel.switch(self.layout, release_id) + " && "
-                       + nginx_cmd.reload(self.env.nginx), what="switch and reload nginx")
+    def switch(self, release_id: str, *, reload: bool = True) -> None:
+        """Env file and `current` to the release, then (if needed) a graceful nginx reload.
+
+        The reload empties open_file_cache, so new frontend files are served at
+        once; it is skipped when neither the site config nor the frontend changed,
+        because a reload closes idle client keep-alive connections and a request
+        racing that close fails.
+        """
+        with self.step("switch", f"current -> {release_id}"
+                       + ("" if reload else " (nginx unchanged, no reload)")):
+            command = rel.switch(self.layout, release_id)
+            if reload:
+                command += " && " + nginx_cmd.reload(self.env.nginx)
+            self.t.run(command, what="switch" + (" and reload nginx" if reload else ""))
 
     def rolling_restart(self, backend_release: str, names: list[str] | None = None) -> list[str]:
         """Replace instances one at a time; returns those replaced. Raises HealthFailed.
@@ -348,8 +369,9 @@ class HostDeployer:
                                        f"{timeout:.0f}s: {probe.error or result.last_error_line()}")
                 s.done_message = f"{name} healthy ({probe.ms:.0f} ms)"
             if index < len(ports) - 1 and not self.dry_run:
-                # nginx may still count the instance as failed for fail_timeout.
-                time.sleep(UPSTREAM_FAIL_TIMEOUT_S)
+                # nginx may still count the instance as failed: fail_timeout, measured
+                # on nginx's one-second clock, so up to one second more.
+                time.sleep(UPSTREAM_FAIL_TIMEOUT_S + 1)
         if strays:  # on ports nginx no longer sends to: remove once the new ones serve
             self.t.run("\n".join(pm2_cmd.delete(n) for n in strays), what="remove old apps")
         return done
@@ -399,8 +421,8 @@ class HostDeployer:
     # --- after --------------------------------------------------------------------------
 
     def finish(self, state: HostState, new: ReleaseInfo, keep: int,
-               history: dict[str, Any], *, live: bool) -> None:
-        """One round trip: mark live, prune, remember the process list, append history."""
+               history: dict[str, Any], *, live: bool, restarted: bool) -> None:
+        """One round trip: mark live, prune, save PM2's list, append history, unlock."""
         parts = [rel.append_history(self.layout)]
         if live:
             parts.insert(0, rel.mark_live(self.layout, new.id))
@@ -408,10 +430,15 @@ class HostDeployer:
             if doomed:
                 parts.append(rel.remove_releases(self.layout, doomed))
             parts.append(rel.prune_deps(self.layout, hashes))
+        if restarted:  # so that a reboot (pm2 resurrect) brings back what runs now
             parts.append(pm2_cmd.save())
-        self.t.run(" ; ".join(f"( {p} )" for p in parts),
-                   stdin=(json.dumps(history) + "\n").encode(), check=False,
-                   what="finish (history, prune)")
+        if self.lock_token:
+            parts.append(rel.release_lock(self.layout, self.lock_token))
+        result = self.t.run(" ; ".join(f"( {p} )" for p in parts),
+                            stdin=(json.dumps(history) + "\n").encode(), check=False,
+                            what="finish (history, prune, unlock)")
+        if result.ok:
+            self.lock_token = None
 
 
 def prune_plan(state: HostState, new: ReleaseInfo, keep: int) -> tuple[list[str], list[str]]:

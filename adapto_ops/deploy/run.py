@@ -141,15 +141,13 @@ class Session:
                                                dry_run=self.dry_run))
         return self
 
-    def lock(self, command: str, break_lock: bool) -> None:
+    def lock(self, command: str, break_lock: bool) -> list[HostState]:
+        """Lock every host and read its state (a dry run only reads)."""
         if self.dry_run:
-            return
+            return _all(parallel(self.deployers, lambda d: d.read_state()))
         info = lock_info(command)
-        results = parallel(self.deployers,
-                           lambda d: d.acquire_lock({**info}, break_lock=break_lock))
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise errors[0]
+        return _all(parallel(self.deployers,
+                             lambda d: d.lock_and_read_state({**info}, break_lock=break_lock)))
 
     def __exit__(self, *exc: Any) -> None:
         for deployer in self.deployers:
@@ -198,8 +196,7 @@ def deploy(selection: Selection, options: DeployOptions, reporter: Reporter) -> 
         deployers = session.deployers
         indexes = list(range(len(deployers)))
         report.outcomes = [HostOutcome(d.name) for d in deployers]
-        session.lock(f"deploy {options.what}", options.break_lock)
-        states = _all(parallel(deployers, lambda d: d.read_state()))
+        states = session.lock(f"deploy {options.what}", options.break_lock)
         release_id = new_release_id(states)
         report.release = release_id
         for outcome, state in zip(report.outcomes, states, strict=True):
@@ -232,14 +229,14 @@ def deploy(selection: Selection, options: DeployOptions, reporter: Reporter) -> 
             _dry_run_report(report, deployers, prepared)
             report.duration_s = time.perf_counter() - started
             return report
-        _abort_on_error(parallel(indexes, lambda i: deployers[i].install_nginx(release_id)),
-                        report, deployers, release_id)
+        nginx_changed = parallel(indexes, lambda i: deployers[i].install_nginx(release_id))
+        _abort_on_error(nginx_changed, report, deployers, release_id)
 
         activated: list[int] = []
 
         def activate(i: int) -> None:
             d, prep = deployers[i], prepared[i]
-            d.switch(release_id)
+            d.switch(release_id, reload=bool(nginx_changed[i]) or prep.dist_changed)
             activated.append(i)
             if prep.restart_backend:
                 d.rolling_restart(prep.backend_release)
@@ -269,7 +266,7 @@ def deploy(selection: Selection, options: DeployOptions, reporter: Reporter) -> 
                 "action": f"deploy {options.what}", "result": o.result,
                 "duration_s": round(report.duration_s, 2), "previous": o.previous,
                 "bytes_sent": o.bytes_sent, "error": o.error,
-            }, live=o.result == "ok")
+            }, live=o.result == "ok", restarted=prepared[i].restart_backend)
 
         parallel(indexes, finish)
     return report
@@ -320,8 +317,8 @@ def _rollback_after_failure(deployers: list[HostDeployer], prepared: list[Prepar
         if previous is None:
             reporter.emit(Event("warn", "rollback", "no previous release to return to", d.name))
             return
-        d.install_nginx(previous.id)
-        d.switch(previous.id)
+        nginx_changed = d.install_nginx(previous.id)
+        d.switch(previous.id, reload=nginx_changed or prep.dist_changed)
         if prep.restart_backend:
             d.rolling_restart(previous.backend_release)
         report.outcomes[index].result = "rolled-back"
@@ -392,8 +389,7 @@ def rollback(selection: Selection, to: str | None, reporter: Reporter,
         for d, state in zip(deployers, _all(parallel(deployers, lambda d: d.read_state())),
                             strict=True):
             _rollback_target(d.name, state, to)
-        session.lock("rollback", break_lock)
-        states = _all(parallel(deployers, lambda d: d.read_state()))
+        states = session.lock("rollback", break_lock)
 
         def back(index: int) -> None:
             d, state, o = deployers[index], states[index], report.outcomes[index]
@@ -401,16 +397,22 @@ def rollback(selection: Selection, to: str | None, reporter: Reporter,
             target = _rollback_target(d.name, state, to)
             o.release = target.id
             current = state.release(state.current)
-            d.install_nginx(target.id)
-            d.switch(target.id)
+            nginx_changed = d.install_nginx(target.id)
+            same_dist = (current is not None and (current.meta or {}).get("dist_hash")
+                         and (current.meta or {}).get("dist_hash")
+                         == (target.meta or {}).get("dist_hash"))
+            d.switch(target.id, reload=nginx_changed or not same_dist)
             if current is None or current.backend_release != target.backend_release:
                 d.rolling_restart(target.backend_release)
+                restarted[index] = True
             failures = d.gate()
             if failures:
                 raise HealthFailed(f"{d.name}: after rollback: " + "; ".join(failures))
             o.result = "ok"
 
+        restarted = [False] * len(deployers)
         results = parallel(list(range(len(deployers))), back)
+        report.release = report.release or report.outcomes[0].release
         for index, result in enumerate(results):
             if isinstance(result, BaseException):
                 report.outcomes[index].result = "failed"
@@ -424,7 +426,7 @@ def rollback(selection: Selection, to: str | None, reporter: Reporter,
                          "release": o.release, "user": lock_info("")["who"], "time": _now(),
                          "action": "rollback", "result": o.result, "previous": o.previous,
                          "duration_s": round(report.duration_s, 2), "error": o.error,
-                     }, live=ok)
+                     }, live=ok, restarted=restarted[deployers.index(d)])
     return report
 
 
