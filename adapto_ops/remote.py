@@ -1,7 +1,9 @@
 """The one place that talks to hosts.
 
-A :class:`Transport` runs shell commands and writes files on one host.
-:class:`SSHTransport` wraps Fabric's ``Connection`` (Paramiko underneath);
+A :class:`Transport` runs shell commands on one host. :class:`SSHTransport`
+opens a Fabric ``Connection`` (Paramiko underneath), runs commands through one
+long-lived remote shell (:mod:`adapto_ops.remote_shell`, a few ms each instead
+of a login per command) and sends bulk stdin over SFTP;
 :class:`RecordingTransport` wraps another transport for ``--dry-run``: it
 performs reads for real (so diffs show what is on the host) and records every
 command that would change something instead of running it.
@@ -12,17 +14,17 @@ is assumed to change the host.
 
 from __future__ import annotations
 
-import io
-import shlex
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from adapto_ops.errors import OperationFailed
 from adapto_ops.inventory.model import Host
+from adapto_ops.remote_shell import RemoteShell, ShellLost
 
 CONNECT_TIMEOUT_S = 10
+# Up to this much stdin travels inline through the host's shell; more gets a channel.
+INLINE_STDIN_MAX = 48 * 1024
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,6 @@ class Transport(Protocol):
         what: str | None = None,
     ) -> Result: ...
 
-    def put_bytes(self, data: bytes, remote_path: str, mode: int = 0o644) -> None: ...
-
     def close(self) -> None: ...
 
 
@@ -100,6 +100,8 @@ class SSHTransport:
         from fabric import Config, Connection
 
         self.host = host
+        self._remote_shell: RemoteShell | None = None
+        self._sftp: Any = None
         client_kwargs: dict[str, Any] = {"banner_timeout": 30,
                                          "auth_timeout": 30}
         if key_file is not None:
@@ -153,77 +155,61 @@ class SSHTransport:
         what: str | None = None,
     ) -> Result:
         del mutates  # only the recording transport cares
-        if stdin is not None:
-            return self._run_with_stdin(command, stdin, check=check, timeout=timeout, what=what)
         try:
-            res = self._connection.run(command, timeout=timeout, in_stream=False)
-        except Exception as exc:  # invoke's CommandTimedOut, paramiko/socket errors
-            raise OperationFailed(f"{self.host.name}: {what or _short(command)}: {exc}") from None
-        result = Result(command, res.stdout, res.stderr, res.exited)
+            shell = self._shell()
+            if stdin is not None and len(stdin) > INLINE_STDIN_MAX:
+                # Bulk data (a release tarball) goes over SFTP: no shell start-up, pipelined.
+                path = shell.stdin_file
+                self._upload(stdin, path)
+                stdout, stderr, code = shell.run(command, None, timeout, stdin_path=path)
+            else:
+                stdout, stderr, code = shell.run(command, stdin, timeout)
+        except OperationFailed as exc:
+            raise OperationFailed(f"{self.host.name}: {what or _short(command)}: "
+                                  f"{exc.message.removeprefix(self.host.name + ': ')}") from None
+        result = Result(command, stdout, stderr, code)
         if check and not result.ok:
             raise CommandFailed(self.host.name, result, what)
         return result
 
-    def _run_with_stdin(
-        self, command: str, data: bytes, *, check: bool, timeout: float | None, what: str | None
-    ) -> Result:
-        """Stream ``data`` to the command's stdin over a raw channel (fast for big tarballs)."""
-        transport = self._connection.client.get_transport()
-        if transport is None or not transport.is_active():
-            raise OperationFailed(f"{self.host.name}: SSH connection lost")
-        channel = transport.open_session()
-        try:
-            if timeout:
-                channel.settimeout(timeout)
-            channel.exec_command(command)
-            view = memoryview(data)
-            for start in range(0, len(view), 1 << 18):
-                channel.sendall(view[start : start + (1 << 18)])
-            channel.shutdown_write()
-            stdout, stderr = _drain(channel)
-            exit_code = channel.recv_exit_status()
-        except (OSError, EOFError) as exc:
-            raise OperationFailed(
-                f"{self.host.name}: {what or _short(command)}: SSH connection lost "
-                f"({type(exc).__name__}{': ' + str(exc) if str(exc) else ''})"
-            ) from None
-        finally:
-            channel.close()
-        result = Result(command, stdout, stderr, exit_code)
-        if check and not result.ok:
-            raise CommandFailed(self.host.name, result, what)
-        return result
+    def _upload(self, data: bytes, path: str) -> None:
+        import paramiko
 
-    def put_bytes(self, data: bytes, remote_path: str, mode: int = 0o644) -> None:
-        """Write atomically: a temporary file in the same folder, chmod, then rename."""
-        tmp = f"{remote_path}.adapto-tmp"
-        script = (
-            f"umask 077 && cat > {shlex.quote(tmp)} && chmod {mode:o} {shlex.quote(tmp)} "
-            f"&& mv -f {shlex.quote(tmp)} {shlex.quote(remote_path)}"
-        )
-        self.run(script, stdin=data, what=f"write {remote_path}")
+        try:
+            if self._sftp is None:
+                self._sftp = self._connection.client.open_sftp()
+            with self._sftp.open(path, "wb") as handle:
+                handle.set_pipelined(True)
+                view = memoryview(data)
+                for start in range(0, len(view), 1 << 20):
+                    handle.write(view[start : start + (1 << 20)])
+            self._sftp.chmod(path, 0o600)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            self._sftp = None
+            if self._remote_shell is not None:
+                self._remote_shell.close()
+            raise ShellLost(f"{self.host.name}: SSH connection lost during upload "
+                            f"({type(exc).__name__})") from None
+
+    def _shell(self) -> RemoteShell:
+        """The host's long-lived shell; a new one (and a new connection) if it was lost."""
+        if self._remote_shell is None or not self._remote_shell.alive:
+            transport = self._connection.client.get_transport()
+            if transport is None or not transport.is_active():
+                self._connection.close()
+                self._open()
+                transport = self._connection.client.get_transport()
+            self._remote_shell = RemoteShell(transport, self.host.name)
+        return self._remote_shell
 
     def close(self) -> None:
+        if self._sftp is not None:
+            self._sftp.close()
+            self._sftp = None
+        if self._remote_shell is not None:
+            self._remote_shell.close()
+            self._remote_shell = None
         self._connection.close()
-
-
-def _drain(channel: Any) -> tuple[str, str]:
-    out, err = io.BytesIO(), io.BytesIO()
-    while True:
-        got = False
-        if channel.recv_ready():
-            out.write(channel.recv(1 << 16))
-            got = True
-        if channel.recv_stderr_ready():
-            err.write(channel.recv_stderr(1 << 16))
-            got = True
-        if not got:
-            if channel.exit_status_ready() and not channel.recv_ready() and not (
-                channel.recv_stderr_ready()
-            ):
-                break
-            time.sleep(0.005)
-    return out.getvalue().decode(errors="replace"), err.getvalue().decode(errors="replace")
 
 
 @dataclass
@@ -262,12 +248,6 @@ class RecordingTransport:
             RecordedCommand(self.host.name, command, what, len(stdin) if stdin else 0)
         )
         return Result(command, "", "", 0)
-
-    def put_bytes(self, data: bytes, remote_path: str, mode: int = 0o644) -> None:
-        self.recorded.append(
-            RecordedCommand(self.host.name, f"write {remote_path} (mode {mode:o})",
-                            f"write {remote_path}", len(data))
-        )
 
     def close(self) -> None:
         self.inner.close()

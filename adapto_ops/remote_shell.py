@@ -1,0 +1,106 @@
+"""One long-lived /bin/sh per host, so a command costs a few ms instead of a login.
+
+Every SSH exec starts the user's login shell, which reads ~/.bashrc: on a
+machine with pyenv or nvm set up there, that is 100-150 ms before the
+command runs, and a deploy runs a dozen commands. Like Ansible's pipelining,
+adapto starts one `sh` per host and feeds it commands:
+
+    ( COMMAND
+    ) <STDIN >OUT 2>ERR; rc=$?; cat OUT; printf MARK-SPLIT; cat ERR; printf MARK-END rc
+
+OUT and ERR are files so the two streams stay apart; MARK is random per
+session, so no command output can fake it. Small stdin data travels inline
+(base64); large uploads use a channel of their own (see remote.SSHTransport).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import time
+from typing import Any
+
+from adapto_ops.errors import OperationFailed
+
+
+class ShellLost(OperationFailed):
+    """The shell or its connection went away mid-command."""
+
+
+class RemoteShell:
+    """A `sh` reading commands on one SSH channel."""
+
+    def __init__(self, transport: Any, host: str) -> None:
+        self.host = host
+        self.marker = f"__ADAPTO_{secrets.token_hex(8)}__"
+        self.tmp = f"/tmp/.adapto-{secrets.token_hex(6)}"
+        self._end = re.compile(rf"\n{self.marker}END (\d+)\n".encode())
+        self._channel = transport.open_session()
+        # Everything after this line reaches sh, not the login shell.
+        self._channel.exec_command("exec /bin/sh")
+        self._buffer = b""
+
+    @property
+    def alive(self) -> bool:
+        return not (self._channel.closed or self._channel.exit_status_ready())
+
+    @property
+    def stdin_file(self) -> str:
+        """Where bulk stdin is uploaded (by SFTP) before the command that reads it."""
+        return f"{self.tmp}.in"
+
+    def run(self, command: str, stdin: bytes | None, timeout: float | None,
+            stdin_path: str | None = None) -> tuple[str, str, int]:
+        out, err = f"{self.tmp}.out", f"{self.tmp}.err"
+        if stdin_path is not None:
+            head, source = "", f"< {stdin_path}"
+        elif stdin is None:
+            head, source = "", "< /dev/null"
+        else:
+            encoded = base64.b64encode(stdin).decode()
+            head, source = f"printf '%s' '{encoded}' | base64 -d | ", ""
+        script = (
+            f"{head}(\n{command}\n) {source} > {out} 2> {err}; __rc=$?; cat {out}; "
+            f"printf '\\n{self.marker}SPLIT\\n'; cat {err}; "
+            f"printf '\\n{self.marker}END %d\\n' $__rc; rm -f {out} {err} {self.stdin_file}\n"
+        )
+        try:
+            self._channel.sendall(script.encode())
+            data, code = self._read_until_end(timeout)
+        except OSError as exc:
+            self.close()
+            raise ShellLost(f"{self.host}: SSH connection lost ({type(exc).__name__})") from None
+        split = f"\n{self.marker}SPLIT\n".encode()
+        stdout, _, stderr = data.partition(split)
+        return stdout.decode(errors="replace"), stderr.decode(errors="replace"), code
+
+    def _read_until_end(self, timeout: float | None) -> tuple[bytes, int]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # The leading newline lets the marker match even when the output is empty.
+        pending = b"\n" + self._buffer
+        while True:
+            match = self._end.search(pending)
+            if match:
+                self._buffer = pending[match.end():]
+                return pending[1:match.start()], int(match.group(1))
+            if deadline is not None and time.monotonic() > deadline:
+                self.close()
+                raise OperationFailed(f"{self.host}: command timed out after {timeout:.0f}s")
+            self._channel.settimeout(0.5)
+            try:
+                chunk = self._channel.recv(1 << 16)
+            except TimeoutError:
+                continue
+            if not chunk:
+                self.close()
+                raise ShellLost(f"{self.host}: SSH connection lost (the remote shell ended)")
+            pending += chunk
+
+    def close(self) -> None:
+        try:
+            if not self._channel.closed:
+                self._channel.sendall(f"rm -f {self.tmp}.*; exit\n".encode())
+        except OSError:
+            pass
+        self._channel.close()
