@@ -154,6 +154,8 @@ class SSHTransport:
         mutates: bool = True,
         what: str | None = None,
     ) -> Result:
+        import paramiko
+
         del mutates  # only the recording transport cares
         try:
             shell = self._shell()
@@ -167,6 +169,11 @@ class SSHTransport:
         except OperationFailed as exc:
             raise OperationFailed(f"{self.host.name}: {what or _short(command)}: "
                                   f"{exc.message.removeprefix(self.host.name + ': ')}") from None
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            # The connection died between commands (opening a channel failed).
+            self._drop_shell()
+            raise OperationFailed(f"{self.host.name}: {what or _short(command)}: SSH connection "
+                                  f"lost ({type(exc).__name__})") from None
         result = Result(command, stdout, stderr, code)
         if check and not result.ok:
             raise CommandFailed(self.host.name, result, what)
@@ -185,11 +192,19 @@ class SSHTransport:
                     handle.write(view[start : start + (1 << 20)])
             self._sftp.chmod(path, 0o600)
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            self._sftp = None
-            if self._remote_shell is not None:
-                self._remote_shell.close()
+            self._drop_shell()
             raise ShellLost(f"{self.host.name}: SSH connection lost during upload "
                             f"({type(exc).__name__})") from None
+
+    def _drop_shell(self) -> None:
+        """Forget the shell and SFTP session of a dead connection; the next run reconnects."""
+        self._sftp = None
+        if self._remote_shell is not None:
+            try:
+                self._remote_shell.close()
+            except (OSError, EOFError):
+                pass
+            self._remote_shell = None
 
     def _shell(self) -> RemoteShell:
         """The host's long-lived shell; a new one (and a new connection) if it was lost."""
@@ -204,11 +219,11 @@ class SSHTransport:
 
     def close(self) -> None:
         if self._sftp is not None:
-            self._sftp.close()
-            self._sftp = None
-        if self._remote_shell is not None:
-            self._remote_shell.close()
-            self._remote_shell = None
+            try:
+                self._sftp.close()
+            except (OSError, EOFError):
+                pass
+        self._drop_shell()
         self._connection.close()
 
 

@@ -68,7 +68,7 @@ class RemoteShell:
         try:
             self._channel.sendall(script.encode())
             data, code = self._read_until_end(timeout)
-        except OSError as exc:
+        except (OSError, EOFError) as exc:
             self.close()
             raise ShellLost(f"{self.host}: SSH connection lost ({type(exc).__name__})") from None
         split = f"\n{self.marker}SPLIT\n".encode()
@@ -101,6 +101,6 @@ class RemoteShell:
         try:
             if not self._channel.closed:
                 self._channel.sendall(f"rm -f {self.tmp}.*; exit\n".encode())
-        except OSError:
-            pass
+        except (OSError, EOFError):
+            pass  # the connection is gone; so is the shell
         self._channel.close()
