@@ -151,6 +151,8 @@ class HostDeployer:
         self.dry_run = dry_run
         self.name = target.host.name
         self.lock_token: str | None = None
+        # Instances the last rolling restart touched: a rollback replaces only these.
+        self.replaced: list[str] = []
 
     def step(self, step: str, message: str = "") -> Step:
         return Step(self.reporter, self.name, step, message)
@@ -337,7 +339,7 @@ class HostDeployer:
         backend = self.env.backend
         ecosystem = f"{self.layout.release(backend_release)}/{ECOSYSTEM}"
         timeout = self.env.health.instance_start_timeout_s
-        done: list[str] = []
+        done = self.replaced = []
         ports = [p for p in backend.ports
                  if names is None or instance_name(backend.name, p) in names]
         strays = self._strays() if names is None else {}

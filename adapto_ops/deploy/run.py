@@ -319,8 +319,9 @@ def _rollback_after_failure(deployers: list[HostDeployer], prepared: list[Prepar
             return
         nginx_changed = d.install_nginx(previous.id)
         d.switch(previous.id, reload=nginx_changed or prep.dist_changed)
-        if prep.restart_backend:
-            d.rolling_restart(previous.backend_release)
+        if prep.restart_backend and d.replaced:
+            # Only the instances the failed release reached; the others never left it.
+            d.rolling_restart(previous.backend_release, names=list(d.replaced))
         report.outcomes[index].result = "rolled-back"
 
     order = sorted(activated)
