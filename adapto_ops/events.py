@@ -14,6 +14,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from adapto_ops.output import console
+
 
 @dataclass(frozen=True)
 class Event:
@@ -58,13 +60,9 @@ class RichReporter:
              "info": "[blue]·[/]", "result": "[bold]»[/]"}
 
     def __init__(self) -> None:
-        from rich.console import Console
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        self.console = Console(highlight=False, soft_wrap=True, stderr=False)
-        if not self.console.is_terminal:
-            # Logs (CI, pipes) have no width: do not cut release ids at 80 columns.
-            self.console.width = 200
+        self.console = console()
         self._progress = Progress(
             SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
             console=self.console, transient=True,

@@ -28,6 +28,7 @@ from adapto_ops.inventory.hosts import for_host
 from adapto_ops.inventory.loader import LoadedInventory, inventory_path, load_inventory
 from adapto_ops.inventory.model import Environment, Host
 from adapto_ops.inventory.secrets import parse_dotenv
+from adapto_ops.output import console
 from adapto_ops.sandbox_files import (
     INSTALL,
     MARKER,
@@ -370,7 +371,6 @@ def down(loaded: LoadedInventory, env_name: str, count: int | None = None,
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
@@ -378,9 +378,7 @@ def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
         table.add_column(column, overflow="fold", no_wrap=column in ("host", "ssh"))
     for row in rows:
         table.add_row(*row)
-    console = Console()
-    # Piped or captured output has no terminal width; rich would assume 80 and fold paths.
-    Console(width=max(console.width, 200) if not console.is_terminal else None).print(table)
+    console().print(table)
 
 
 def run_sandbox(action: str, inventory: str | None, env_name: str, count: int | None,

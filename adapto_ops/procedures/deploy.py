@@ -9,6 +9,7 @@ from typing import Any
 
 from adapto_ops.errors import EXIT_FAILED, EXIT_OK, AdaptoError
 from adapto_ops.events import Event, JsonReporter, Reporter, RichReporter
+from adapto_ops.output import console
 from adapto_ops.selection import Selection, select
 
 
@@ -162,7 +163,6 @@ def run_releases(*, inventory: str | None, env_name: str, hosts: list[str] | Non
     if as_json:
         print(json.dumps(rows, indent=2))
         return EXIT_OK
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"releases on {selection.env_name}")
@@ -171,5 +171,5 @@ def run_releases(*, inventory: str | None, env_name: str, hosts: list[str] | Non
     for r in rows:
         table.add_row(r["host"], r["id"], r["age"], r["revision"], "*" if r["current"] else "",
                       r["result"])
-    Console().print(table)
+    console().print(table)
     return EXIT_OK

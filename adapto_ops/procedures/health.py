@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from adapto_ops.errors import EXIT_FAILED, EXIT_OK
+from adapto_ops.output import console
 from adapto_ops.selection import select
 
 
@@ -75,7 +76,6 @@ def run_health(*, inventory: str | None, env_name: str, hosts: list[str] | None,
     if as_json:
         print(json.dumps({"ok": ok, "checks": [asdict(c) for c in checks]}, indent=2))
         return EXIT_OK if ok else EXIT_FAILED
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -86,5 +86,5 @@ def run_health(*, inventory: str | None, env_name: str, hosts: list[str] | None,
         table.add_row(c.host, c.name, "[green]ok[/]" if c.ok else "[red]FAIL[/]",
                       f"{c.ms:.0f} ms" if c.ms is not None else "-", f"{c.budget_ms} ms",
                       escape(c.detail))
-    Console(soft_wrap=True).print(table)
+    console().print(table)
     return EXIT_OK if ok else EXIT_FAILED

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from adapto_ops.errors import EXIT_FAILED, EXIT_OK, AdaptoError
+from adapto_ops.output import console
 from adapto_ops.render.configs import KINDS, RenderedFile, render_target
 from adapto_ops.selection import select
 
@@ -66,21 +67,20 @@ def run_render(
 
 
 def _report_checks(rendered: list, verbose: bool) -> int:
-    from rich.console import Console
     from rich.markup import escape
 
     from adapto_ops.render.checks import check_file
 
-    console = Console(highlight=False, soft_wrap=True)
+    out = console()
     failed = 0
     for target, files in rendered:
         for file in files:
             result = check_file(file, target)
             mark = "[green]ok[/]  " if result.ok else "[red]FAIL[/]"
-            console.print(f"{mark} {result.kind:<9} {result.host:<10} {escape(result.summary)}")
+            out.print(f"{mark} {result.kind:<9} {result.host:<10} {escape(result.summary)}")
             for warning in result.warnings:
-                console.print(f"     [yellow]warning[/] {escape(warning)}")
+                out.print(f"     [yellow]warning[/] {escape(warning)}")
             if verbose and result.output.strip():
-                console.print(escape(result.output.rstrip()), style="dim")
+                out.print(escape(result.output.rstrip()), style="dim")
             failed += not result.ok
     return EXIT_FAILED if failed else EXIT_OK
