@@ -345,16 +345,24 @@ def snapshot(box: Box, host: str = HOSTS[0]) -> dict[str, Any]:
     }
 
 
+def backend_release(box: Box, release: str, host: str = HOSTS[0]) -> str:
+    """The release whose backend ``release`` runs: itself, or, after a frontend-only
+    change, the release whose instances were left running."""
+    meta = json.loads((release_dir(box, release, host) / ".adapto-release.json").read_text())
+    return str(meta["backend_release"])
+
+
 def assert_serving(box: Box, release: str, host_index: int = 0) -> None:
     """nginx, every instance and PM2 all agree that ``release`` is live."""
     host, address = HOSTS[host_index], ADDRESSES[host_index]
     assert current(box, host) == release
-    assert site_health(address)["release"] == release
+    running = backend_release(box, release, host)
+    assert site_health(address)["release"] == running
     for port in PORTS:
         body = instance_health(port, address)
-        assert (body["release"], body["port"]) == (release, port)
+        assert (body["release"], body["port"]) == (running, port)
     apps = pm2_apps(box, host)
-    backend = (release_dir(box, release, host) / "backend").resolve()
+    backend = (release_dir(box, running, host) / "backend").resolve()
     for port in PORTS:
         app = apps[f"{box.backend_name}-{port}"]
         assert app["status"] == "online"
@@ -611,6 +619,39 @@ def test_no_change_redeploy_is_a_no_op_and_force_deploys_anyway(box: Box) -> Non
 # --- 4. releases and rollback ------------------------------------------------------------
 
 
+@pytest.mark.timeout(240)
+def test_previous_build_assets_stay_reachable_for_one_release(box: Box) -> None:
+    """A browser tab still running the old build can load its lazy chunks after a switch,
+    and a frontend-only change leaves the backend instances running."""
+    assets = box.dist / "assets"
+    old, new = assets / "lazy-e2eold1.js", assets / "lazy-e2enew1.js"
+    old.write_text("export const build = 'old';\n")
+    box.cleanups.append(lambda: old.unlink(missing_ok=True))
+    box.cleanups.append(lambda: new.unlink(missing_ok=True))
+    first = box.deploy()
+    assert first.returncode == 0, said(first)
+    pids = {name: app["pid"] for name, app in pm2_apps(box).items()}
+
+    old.unlink()
+    new.write_text("export const build = 'new';\n")
+    second = box.deploy()
+    assert second.returncode == 0, said(second)
+    for asset, text in ((old, "old"), (new, "new")):
+        response = fetch(site_url(path=f"/assets/{asset.name}"))
+        assert response.status_code == 200 and text in response.text, asset.name
+        assert "immutable" in response.headers["cache-control"]
+    # Only dist/ changed: the instances kept running (same pids), serving as before.
+    assert {name: app["pid"] for name, app in pm2_apps(box).items()} == pids
+    assert site_health()["release"] != current(box)  # backend still runs the older release
+
+    # One generation only: after the next build, the first build's chunk is gone.
+    new.unlink()
+    third = box.deploy()
+    assert third.returncode == 0, said(third)
+    assert fetch(site_url(path=f"/assets/{old.name}")).status_code == 404
+    assert fetch(site_url(path=f"/assets/{new.name}")).status_code == 200
+
+
 @pytest.mark.timeout(180)
 def test_releases_and_rollback(box: Box) -> None:
     listing = adapto("releases", "-e", ENV1, "-i", str(box.inventory), "--json")
@@ -638,7 +679,8 @@ def test_releases_and_rollback(box: Box) -> None:
     unknown = adapto("rollback", "-e", ENV1, "-i", str(box.inventory), "--yes", "--to", "nosuch")
     assert unknown.returncode != 0, said(unknown)
     assert "nosuch" in unknown.stdout + unknown.stderr
-    assert current(box) == latest and site_health()["release"] == latest
+    assert current(box) == latest
+    assert site_health()["release"] == backend_release(box, latest)
     assert not lock_file(box).exists()
 
 
@@ -746,7 +788,7 @@ def test_concurrent_deploy_is_refused_with_the_holder(box: Box) -> None:
     assert holder["pid"] == first.pid and holder["who"] in lines[0]
     assert "--break-lock" in lines[0]
     assert not lock_file(box).exists()
-    assert site_health()["release"] == current(box)
+    assert site_health()["release"] == backend_release(box, str(current(box)))
 
 
 @pytest.mark.timeout(120)
@@ -852,7 +894,7 @@ def test_dry_run_prints_commands_and_diff_and_changes_nothing(box: Box) -> None:
 
     assert snapshot(box) == before
     assert not lock_file(box).exists()
-    assert site_health()["release"] == before["current"]
+    assert site_health()["release"] == backend_release(box, before["current"])
 
 
 # --- 11. bad input --------------------------------------------------------------------------

@@ -187,7 +187,14 @@ class HostDeployer:
     # --- 1. prepare ----------------------------------------------------------
 
     def prepare(self, release_id: str, artifacts: Artifacts, state: HostState,
-                env_file: RenderedFile, *, force: bool = True) -> Prepared:
+                env_file: RenderedFile, *, force: bool = False,
+                skip_unchanged: bool = False) -> Prepared:
+        """Everything of the new release on the host, nothing live touched.
+
+        ``skip_unchanged``: when the live release already has exactly this content,
+        send nothing and return with ``unchanged_from`` set. ``force``: replace the
+        backend instances even if what they run did not change.
+        """
         previous = state.release(state.current) if state.current else None
         if previous is not None and not previous.complete:
             previous = None
@@ -208,18 +215,26 @@ class HostDeployer:
         carried = carried_assets(own_previous, manifest, f"dist/{self.env.frontend.assets_dir}/")
         plan = plan_upload(manifest, prev_manifest, keep=carried)
 
-        restart_backend = "backend" in artifacts.components
-        backend_release = release_id if restart_backend else (
-            previous.backend_release if previous else release_id)
         deps_hash = artifacts.deps_hash or prev_meta.get("deps_hash")
         release_dir = self.layout.release(release_id)
+        ecosystem_shape = render_pm2(self.target, "@release").text
+        backend_identity = content_hash(
+            {p: e for p, e in manifest.items() if p.startswith("backend/")}, deps_hash,
+            [env_file.text, ecosystem_shape],
+        )
+        # Instances are replaced only when what they run changed (code, dependencies,
+        # env, PM2 settings), or on --force; a frontend change leaves them running.
+        restart_backend = "backend" in artifacts.components and (
+            force or previous is None or prev_meta.get("backend_hash") != backend_identity)
+        backend_release = release_id if restart_backend else (
+            previous.backend_release if previous else release_id)
         ecosystem = render_pm2(self.target, release_dir)
         nginx_file = render_nginx(self.target)
         identity = content_hash(
             manifest, deps_hash,
-            [env_file.text, nginx_file.text, render_pm2(self.target, "@release").text],
+            [env_file.text, nginx_file.text, ecosystem_shape],
         )
-        if (not force and previous is not None and previous.live
+        if (skip_unchanged and previous is not None and previous.live
                 and prev_meta.get("content_hash") == identity):
             return Prepared(release_id, previous, plan, 0, False, previous.backend_release,
                             nginx_file, unchanged_from=previous.id, deps_hash=deps_hash)
@@ -229,8 +244,10 @@ class HostDeployer:
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "components": list(artifacts.components), "backend_release": backend_release,
             "deps_hash": deps_hash, "carried": carried, "content_hash": identity,
-            "dist_hash": dist_hash(manifest),
-            "manifest": to_json(manifest),
+            "dist_hash": dist_hash(manifest), "backend_hash": backend_identity,
+            # What the folder really holds, carried assets included, so that the
+            # next deploy can drop them (they are kept for one release only).
+            "manifest": to_json(manifest | {p: prev_manifest[p] for p in carried}),
         }
         base = f"releases/{release_id}/"
         generated = [

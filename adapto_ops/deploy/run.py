@@ -202,13 +202,14 @@ def deploy(selection: Selection, options: DeployOptions, reporter: Reporter) -> 
         for outcome, state in zip(report.outcomes, states, strict=True):
             outcome.release, outcome.previous = release_id, state.current
 
-        def prepare(i: int, force: bool) -> Prepared:
+        def prepare(i: int, skip_unchanged: bool) -> Prepared:
             d = deployers[i]
             env_file = render_env(d.target, secret_values, str(selection.secrets_file))
-            return d.prepare(release_id, artifacts, states[i], env_file, force=force)
+            return d.prepare(release_id, artifacts, states[i], env_file, force=options.force,
+                             skip_unchanged=skip_unchanged)
 
-        force = options.force or options.dry_run
-        prepared_or_errors = parallel(indexes, lambda i: prepare(i, force))
+        skip = not (options.force or options.dry_run)
+        prepared_or_errors = parallel(indexes, lambda i: prepare(i, skip))
         _abort_on_error(prepared_or_errors, report, deployers, release_id)
         prepared: list[Prepared] = prepared_or_errors  # type: ignore[assignment]
         if all(p.unchanged_from for p in prepared):
@@ -220,7 +221,7 @@ def deploy(selection: Selection, options: DeployOptions, reporter: Reporter) -> 
             return report
         if any(p.unchanged_from for p in prepared):
             # Some hosts differ: deploy everywhere so that all hosts run one release id.
-            retry = parallel(indexes, lambda i: prepare(i, True))
+            retry = parallel(indexes, lambda i: prepare(i, False))
             _abort_on_error(retry, report, deployers, release_id)
             prepared = retry  # type: ignore[assignment]
         for outcome, prep in zip(report.outcomes, prepared, strict=True):
