@@ -729,7 +729,7 @@ def test_unhealthy_release_rolls_back_by_itself(box: Box, marker: str) -> None:
     # Through the whole failed deploy nginx answered 200, always from the previous release.
     assert len(poller.results) > 20, poller.summary()
     assert poller.failures == [], poller.summary()
-    assert {release for _, release in poller.results} == {previous}
+    assert {release for _, release in poller.results} == {backend_release(box, previous)}
 
     # The rollback restored exactly what ran before: the same content is "unchanged".
     again = box.deploy()
@@ -885,7 +885,9 @@ def test_dry_run_prints_commands_and_diff_and_changes_nothing(box: Box) -> None:
     assert "# Commands a deploy would run (nothing was changed):" in out
     commands = [line for line in out.splitlines() if line.startswith(f"[{HOSTS[0]}] ")]
     assert commands, out
-    assert "tar -xzf" in out and "pm2 start" in out and "nginx" in out
+    assert "tar -xzf" in out and "mv -fT" in out and "nginx" in out
+    # Only nginx's config changes: the backend instances would be left running.
+    assert "pm2 start" not in out
     assert f"--- {HOSTS[0]}:{box.site_config()} (now)" in out
     assert f"+++ {HOSTS[0]}:{box.site_config()} (new)" in out
     assert re.search(r"^@@ .* @@", out, re.M)
