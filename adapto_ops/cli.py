@@ -177,6 +177,11 @@ def deploy(
     force: Annotated[
         bool, typer.Option("--force", help="deploy even if the live release has this content")
     ] = False,
+    batch: Annotated[
+        int | None,
+        typer.Option("--batch", metavar="N", min=1,
+                     help="switch and restart N hosts at a time, each batch health-gated"),
+    ] = None,
     json_output: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -191,7 +196,7 @@ def deploy(
 
         _exit_with(run_deploy(
             inventory=inventory, env_name=env, hosts=host, what=what.value, dry_run=dry_run,
-            yes=yes, skip_build=skip_build, break_lock=break_lock, force=force,
+            yes=yes, skip_build=skip_build, break_lock=break_lock, force=force, batch=batch,
             as_json=json_output,
         ))
 

@@ -974,3 +974,23 @@ def test_two_hosts_deployed_in_parallel_share_one_upstream(box: Box) -> None:
     answers = [site_health(ADDRESSES[0]) for _ in range(12)]
     assert {a["pid"] for a in answers} <= pids[HOSTS[1]]
     assert {a["release"] for a in answers} == {release}
+
+
+@pytest.mark.timeout(240)
+def test_batches_switch_one_host_after_the_other(box: Box) -> None:
+    """--batch 1: host 2 switches only after host 1 passed its health gate."""
+    for host in HOSTS:  # the previous test stopped host 1's instances
+        pm2_run(box, host, "restart", box.backend_name)
+    result = box.deploy("--force", "--batch", "1", "--json", env=ENV2)
+    assert result.returncode == 0, said(result)
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+    def when(host: str, step: str, kind: str) -> int:
+        return next(i for i, e in enumerate(events)
+                    if (e.get("host"), e["step"], e["kind"]) == (host, step, kind))
+
+    assert when(HOSTS[0], "health", "ok") < when(HOSTS[1], "switch", "start")
+    release = current(box, HOSTS[0])
+    assert release is not None and current(box, HOSTS[1]) == release
+    for index in range(len(HOSTS)):
+        assert_serving(box, release, index)

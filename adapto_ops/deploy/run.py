@@ -42,6 +42,7 @@ class DeployOptions:
     skip_build: bool = False
     break_lock: bool = False
     force: bool = False  # deploy even when the live release already has this content
+    batch: int | None = None  # hosts switched and restarted at a time (None: all)
 
 
 @dataclass
@@ -242,14 +243,23 @@ def deploy(selection: Selection, options: DeployOptions, reporter: Reporter) -> 
             if prep.restart_backend:
                 d.rolling_restart(prep.backend_release)
 
-        failures: dict[int, str] = {
-            i: _message(r) for i, r in enumerate(parallel(indexes, activate))
-            if isinstance(r, BaseException)
-        }
-        if not failures:
-            for i, g in enumerate(parallel(deployers, lambda d: d.gate())):
-                if isinstance(g, BaseException) or g:
-                    failures[i] = _message(g) if isinstance(g, BaseException) else "; ".join(g)
+        # Hosts switch and restart in batches (all at once by default); each batch must
+        # pass its health gate before the next one starts.
+        failures: dict[int, str] = {}
+        size = options.batch or len(indexes)
+        for start in range(0, len(indexes), size):
+            batch = indexes[start : start + size]
+            for i, r in zip(batch, parallel(batch, activate), strict=True):
+                if isinstance(r, BaseException):
+                    failures[i] = _message(r)
+            if not failures:
+                for i, g in zip(batch, parallel(batch, lambda i: deployers[i].gate()),
+                                strict=True):
+                    if isinstance(g, BaseException) or g:
+                        failures[i] = _message(g) if isinstance(g, BaseException) \
+                            else "; ".join(g)
+            if failures:
+                break
         if failures:
             for i, why in failures.items():
                 report.outcomes[i].error = why

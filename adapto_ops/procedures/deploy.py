@@ -60,7 +60,7 @@ def _summary(report: Any, reporter: Reporter, title: str) -> None:
 
 def run_deploy(*, inventory: str | None, env_name: str, hosts: list[str] | None, what: str,
                dry_run: bool, yes: bool, skip_build: bool, break_lock: bool, force: bool,
-               as_json: bool) -> int:
+               as_json: bool, batch: int | None = None) -> int:
     from adapto_ops.deploy.run import DeployOptions, deploy
 
     selection = select(inventory, env_name, hosts)
@@ -68,8 +68,8 @@ def run_deploy(*, inventory: str | None, env_name: str, hosts: list[str] | None,
         confirm(selection, f"deploy {what}", yes)
     reporter = make_reporter(as_json)
     try:
-        report = deploy(selection, DeployOptions(what, dry_run, skip_build, break_lock, force),
-                        reporter)
+        options = DeployOptions(what, dry_run, skip_build, break_lock, force, batch)
+        report = deploy(selection, options, reporter)
         if dry_run:
             _print_dry_run(report, reporter)
         _summary(report, reporter, "dry run" if dry_run else "deploy")
