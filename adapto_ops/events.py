@@ -19,7 +19,7 @@ from adapto_ops.output import console
 
 @dataclass(frozen=True)
 class Event:
-    """kind: start | ok | fail | info | warn | result."""
+    """kind: start | progress | ok | fail | info | warn | result."""
 
     kind: str
     step: str
@@ -76,6 +76,13 @@ class RichReporter:
 
         host = event.host or "local"
         with self._lock:
+            if event.kind == "progress":
+                task = self._tasks.get(host)
+                if task is not None:
+                    self._progress.update(
+                        task, description=f"[bold]{escape(host)}[/] {escape(event.step)} "
+                                          f"{escape(event.message)}")
+                return
             if event.kind == "start":
                 text = f"[bold]{escape(host)}[/] {escape(event.step)} {escape(event.message)}"
                 if host not in self._tasks:

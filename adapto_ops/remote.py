@@ -14,6 +14,7 @@ is assumed to change the host.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ from adapto_ops.inventory.model import Host
 from adapto_ops.remote_shell import RemoteShell, ShellLost
 
 CONNECT_TIMEOUT_S = 10
+Progress = Callable[[int, int], None]  # (bytes sent, bytes in all)
 # Up to this much stdin travels inline through the host's shell; more gets a channel.
 INLINE_STDIN_MAX = 48 * 1024
 
@@ -80,6 +82,7 @@ class Transport(Protocol):
         stdin: bytes | None = None,
         mutates: bool = True,
         what: str | None = None,
+        progress: Progress | None = None,
     ) -> Result: ...
 
     def close(self) -> None: ...
@@ -153,6 +156,7 @@ class SSHTransport:
         stdin: bytes | None = None,
         mutates: bool = True,
         what: str | None = None,
+        progress: Progress | None = None,
     ) -> Result:
         import paramiko
 
@@ -162,7 +166,7 @@ class SSHTransport:
             if stdin is not None and len(stdin) > INLINE_STDIN_MAX:
                 # Bulk data (a release tarball) goes over SFTP: no shell start-up, pipelined.
                 path = shell.stdin_file
-                self._upload(stdin, path)
+                self._upload(stdin, path, progress)
                 stdout, stderr, code = shell.run(command, None, timeout, stdin_path=path)
             else:
                 stdout, stderr, code = shell.run(command, stdin, timeout)
@@ -179,7 +183,7 @@ class SSHTransport:
             raise CommandFailed(self.host.name, result, what)
         return result
 
-    def _upload(self, data: bytes, path: str) -> None:
+    def _upload(self, data: bytes, path: str, progress: Progress | None) -> None:
         import paramiko
 
         try:
@@ -190,6 +194,8 @@ class SSHTransport:
                 view = memoryview(data)
                 for start in range(0, len(view), 1 << 20):
                     handle.write(view[start : start + (1 << 20)])
+                    if progress is not None:
+                        progress(min(start + (1 << 20), len(view)), len(view))
             self._sftp.chmod(path, 0o600)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             self._drop_shell()
@@ -255,7 +261,9 @@ class RecordingTransport:
         stdin: bytes | None = None,
         mutates: bool = True,
         what: str | None = None,
+        progress: Progress | None = None,
     ) -> Result:
+        del progress  # nothing is sent in a dry run
         if not mutates:
             return self.inner.run(command, check=check, timeout=timeout, stdin=stdin,
                                   mutates=False, what=what)

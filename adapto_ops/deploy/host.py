@@ -24,6 +24,7 @@ import hashlib
 import json
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -269,7 +270,8 @@ class HostDeployer:
                 rel.apply_bundle(self.layout, release_id, previous.id if previous else None,
                                  link_backend=not has_build, deps_hash=deps_hash,
                                  deps_dir=dep_dir, finish=not has_build),
-                stdin=blob, timeout=1800, what="upload the release")
+                stdin=blob, timeout=1800, what="upload the release",
+                progress=self._upload_progress())
             sent = len(plan.send)
             s.done_message = (f"{sent} sent ({len(blob) / 1e6:.2f} MB), "
                               f"{plan.unchanged} linked, {len(plan.delete)} removed, "
@@ -289,6 +291,20 @@ class HostDeployer:
                         deps_hash=deps_hash, env_text=env_file.text,
                         dist_changed=previous is None or any(
                             p.startswith("dist/") for p in plan.send + plan.delete))
+
+    def _upload_progress(self) -> Callable[[int, int], None]:
+        """Progress events for the upload, at most every 0.2 s (a terminal redraws them)."""
+        last = [0.0]
+
+        def report(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 0.2 or done == total:
+                last[0] = now
+                self.reporter.emit(Event("progress", "upload",
+                                         f"{done / 1e6:.1f}/{total / 1e6:.1f} MB", self.name,
+                                         {"done": done, "total": total}))
+
+        return report
 
     def _install_dependencies(self, release_id: str, deps_hash: str, dep_dir: str) -> None:
         backend = self.env.backend
