@@ -379,7 +379,11 @@ class HostDeployer:
         # Ports a stray still holds go last, so the others serve while it is replaced.
         held = {port or backend.base_port for port in strays.values()}
         ports.sort(key=lambda p: p in held)
-        if strays and all(p in held for p in ports):
+        if backend.instances == 1 and not self.dry_run:
+            self.reporter.emit(Event("warn", "restart", "one backend instance: requests fail "
+                                     "while it restarts; set backend.instances to 2 or more",
+                                     self.name))
+        elif strays and all(p in held for p in ports):
             self.reporter.emit(Event("warn", "restart", f"{', '.join(strays)} hold(s) every "
                                      "port: a short outage while they are replaced", self.name))
         for index, port in enumerate(ports):
