@@ -1159,12 +1159,25 @@ def test_cli_honours_adapto_inventory(tmp_path: Path) -> None:
 
 
 def test_cli_defaults_to_inventory_in_cwd(tmp_path: Path) -> None:
-    proc = adapto("render", "nginx", "-e", "production", cwd=tmp_path)
-    lines = assert_clean_errors(proc)
-    assert "inventory.yaml" in lines[0] and "adapto init" in lines[0]
-    shutil.copy(REPO / "inventory.yaml", tmp_path / "inventory.yaml")
+    # No inventory here: the platform's own (shipped with adapto) is used, and said so.
     proc = adapto("render", "nginx", "-e", "production", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+    assert "note: no ./inventory.yaml here" in proc.stderr
+    assert "server_name adaptoai.ru" in proc.stdout
+    # One in the directory wins, silently.
+    local = (REPO / "inventory.yaml").read_text().replace("adaptoai.ru", "example.org")
+    (tmp_path / "inventory.yaml").write_text(local)
+    proc = adapto("render", "nginx", "-e", "production", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "note:" not in proc.stderr and "server_name example.org" in proc.stdout
+
+
+def test_cli_missing_inventory_is_one_line(tmp_path: Path) -> None:
+    proc = adapto("render", "nginx", "-e", "production", "-i", str(tmp_path / "none.yaml"),
+                  cwd=tmp_path)
+    lines = assert_clean_errors(proc)
+    assert len(lines) == 1
+    assert "none.yaml" in lines[0] and "adapto init" in lines[0]
 
 
 def test_cli_unknown_environment(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import sys
 import types
 import typing
 from dataclasses import dataclass
@@ -67,9 +68,33 @@ class LoadedInventory:
         return path if path.is_absolute() else (self.base_dir / path).resolve()
 
 
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
+def bundled_inventory() -> Path | None:
+    """The platform's inventory shipped with adapto (in the wheel, or the checkout's)."""
+    for candidate in (PACKAGE_DIR / DEFAULT_PATH, PACKAGE_DIR.parent / DEFAULT_PATH):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def inventory_path(option: str | None) -> Path:
-    """-i/--inventory, else $ADAPTO_INVENTORY, else ./inventory.yaml."""
-    return Path(option or os.environ.get(ENV_VAR) or DEFAULT_PATH)
+    """-i/--inventory, else $ADAPTO_INVENTORY, else ./inventory.yaml, else the bundled one.
+
+    adapto exists for one platform, whose inventory ships with it: run from a
+    directory without an inventory, commands use that one and say so on stderr.
+    """
+    chosen = option or os.environ.get(ENV_VAR)
+    if chosen:
+        return Path(chosen)
+    local = Path(DEFAULT_PATH)
+    bundled = bundled_inventory()
+    if not local.exists() and bundled is not None:
+        print(f"note: no ./{DEFAULT_PATH} here; using the platform inventory shipped with "
+              f"adapto ({bundled}); pass -i PATH for another", file=sys.stderr)
+        return bundled
+    return local
 
 
 def load_inventory(path: Path) -> LoadedInventory:
