@@ -43,10 +43,6 @@ class UploadPlan:
     delete: list[str]  # in the hard-linked copy but not in the new release
     unchanged: int
 
-    @property
-    def nothing_to_send(self) -> bool:
-        return not self.send
-
 
 def _walk(root: Path) -> Iterator[Path]:
     for dirpath, dirnames, filenames in os.walk(root):

@@ -25,7 +25,6 @@ HOSTNAME_RE = re.compile(
 )
 SIZE_RE = r"^[0-9]+[kKmMgG]?$"
 RATE_RE = r"^[1-9][0-9]*r/[sm]$"
-PLACEHOLDERS = ("{host}", "{address}")
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Name = Annotated[str, Field(pattern=NAME_RE)]
