@@ -935,6 +935,40 @@ def test_missing_secret_is_bad_input_and_changes_nothing(box: Box) -> None:
     assert snapshot(box) == before
 
 
+@pytest.mark.timeout(120)
+def test_health_command_names_what_fails(box: Box) -> None:
+    def budgets(api_ms: int) -> Callable[[dict[str, Any]], None]:
+        def change(env: dict[str, Any]) -> None:
+            env.setdefault("health", {}).update(api_budget_ms=api_ms, page_budget_ms=api_ms)
+        return change
+
+    # Generous budgets: on a busy CI machine a TLS handshake alone may take 200 ms.
+    relaxed = box.variant("health-relaxed", budgets(10_000))
+    ok = adapto("health", "-e", ENV1, "-i", str(relaxed), "--json")
+    assert ok.returncode == 0, said(ok)
+    report = json.loads(ok.stdout)
+    assert report["ok"] and {c["name"] for c in report["checks"]} == {
+        "api via nginx", "page via nginx", *(f"instance :{p}" for p in PORTS)}
+
+    # A budget nothing can meet: every check is over it, and says so.
+    strict = adapto("health", "-e", ENV1, "-i", str(box.variant("health-strict", budgets(1))),
+                    "--json")
+    assert strict.returncode == 1, said(strict)
+    assert all("> budget 1 ms" in c["detail"] for c in json.loads(strict.stdout)["checks"])
+
+    name = f"{box.backend_name}-{PORTS[1]}"
+    pm2_run(box, HOSTS[0], "stop", name)
+    try:
+        bad = adapto("health", "-e", ENV1, "-i", str(relaxed), "--json")
+        assert bad.returncode == 1, said(bad)
+        failed = [c for c in json.loads(bad.stdout)["checks"] if not c["ok"]]
+        # Only the stopped instance fails: nginx still answers through the other one.
+        assert [c["name"] for c in failed] == [f"instance :{PORTS[1]}"], failed
+        assert "ECONNREFUSED" in failed[0]["detail"]
+    finally:
+        pm2_run(box, HOSTS[0], "start", name)
+
+
 # --- 9. two hosts behind one upstream ------------------------------------------------------
 
 
