@@ -236,7 +236,10 @@ def releases(
     json_output: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """List the releases on each host: id, age, revision, which is current, last result."""
+    """List the releases on each host: id, age, revision, which is current, last result.
+
+    Example: adapto releases -e sandbox --json
+    """
 
     def body() -> None:
         from adapto_ops.procedures.deploy import run_releases
@@ -327,7 +330,10 @@ def sandbox_down(
     ] = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Stop PM2, nginx and sshd of every sandbox host (files are kept unless --purge)."""
+    """Stop PM2, nginx and sshd of every sandbox host (files are kept unless --purge).
+
+    Example: adapto sandbox down --purge
+    """
     _sandbox("down", inventory, env, hosts, purge)
 
 
@@ -338,7 +344,10 @@ def sandbox_status(
     hosts: SandboxHostsOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Show whether each sandbox host's sshd, nginx, PM2 daemon and root are up; exit 1 if not."""
+    """Show whether each sandbox host's sshd, nginx, PM2 daemon and root are up; exit 1 if not.
+
+    Example: adapto sandbox status
+    """
     _sandbox("status", inventory, env, hosts)
 
 
