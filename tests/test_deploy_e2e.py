@@ -813,6 +813,22 @@ def test_stale_lock_blocks_until_broken(box: Box) -> None:
     assert current(box) == before["current"]
 
 
+@pytest.mark.timeout(120)
+def test_lock_of_a_killed_deploy_on_this_machine_is_broken_with_a_warning(box: Box) -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its pid now names no process
+    dead = {"who": f"root@{socket.gethostname()}", "pid": gone.pid,
+            "since": "2026-01-01T00:00:00Z", "command": "deploy all", "token": "feedfacecafebeef"}
+    lock_file(box).write_text(json.dumps(dead))
+    box.cleanups.append(lambda: lock_file(box).unlink(missing_ok=True))
+    result = box.deploy("--force", "--json")
+    assert result.returncode == 0, said(result)
+    warnings = [json.loads(line) for line in result.stdout.splitlines()
+                if line.startswith("{") and json.loads(line)["kind"] == "warn"]
+    assert any(w["step"] == "lock" and f"pid {gone.pid}" in w["message"] for w in warnings)
+    assert not lock_file(box).exists()
+
+
 # --- 8. SSH connection cut during the upload ----------------------------------------------
 
 

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shlex
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -170,6 +172,12 @@ class HostDeployer:
         result = self.t.run(rel.lock_and_read_state(self.layout, break_first=break_lock),
                             check=False, stdin=json.dumps(info).encode(),
                             what="take the deploy lock")
+        if result.exit_code == 75 and not break_lock and lock_holder_is_dead(result.stdout):
+            # Left by a deploy from this very machine whose process is gone (killed).
+            self.reporter.emit(Event("warn", "lock", f"breaking a stale lock: "
+                                     f"{describe_lock(result.stdout)}, and that process is gone",
+                                     self.name))
+            return self.lock_and_read_state(info, break_lock=True)
         if result.exit_code == 75:
             self.lock_token = None
             raise LockHeld(f"{self.name}: {describe_lock(result.stdout)}; wait for it to finish, "
@@ -507,6 +515,24 @@ def health_urls(target: Target) -> list[tuple[str, str]]:
     urls += [(f"http://{_url_host(env.backend.bind)}:{p}{env.backend.health_path}", "")
              for p in env.backend.ports]
     return urls
+
+
+def lock_holder_is_dead(text: str) -> bool:
+    """True only for a lock taken from this machine by a process that no longer exists."""
+    try:
+        info = json.loads(text)
+        who, pid = str(info["who"]), int(info["pid"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        return False
+    if who.rpartition("@")[2] != socket.gethostname() or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, owned by someone else
+    return False
 
 
 def describe_lock(text: str) -> str:
