@@ -8,6 +8,7 @@ on any host rolls every switched host back.
 
 from __future__ import annotations
 
+import calendar
 import getpass
 import os
 import secrets
@@ -102,11 +103,13 @@ def new_release_id(states: list[HostState]) -> str:
     """UTC time to the second; bumped past any existing id so ids stay sortable and unique."""
     taken = {r.id for s in states for r in s.releases}
     now = time.time()
-    while True:
-        candidate = time.strftime("%Y%m%d%H%M%S", time.gmtime(now))
-        if candidate not in taken and all(candidate > t for t in taken if len(t) == 14):
-            return candidate
+    ours = [t for t in taken if len(t) == 14 and t.isdigit()]
+    if ours:
+        # A host whose clock ran ahead once: continue after its newest id, don't loop to it.
+        now = max(now, calendar.timegm(time.strptime(max(ours), "%Y%m%d%H%M%S")) + 1)
+    while (candidate := time.strftime("%Y%m%d%H%M%S", time.gmtime(now))) in taken:
         now += 1
+    return candidate
 
 
 def lock_info(command: str) -> dict[str, Any]:
