@@ -32,7 +32,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,7 +43,17 @@ import httpx
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.e2e_support import (
+    REPO,
+    SECRET,
+    Cli,
+    adapto,
+    cli_env,
+    run_to_files,
+    said,
+    sandbox_marks,
+)
+
 ENV1, ENV2 = "e2e", "e2e2"  # one host; the same host plus a second one
 HOSTS = ("sandbox1", "sandbox2")
 ADDRESSES = ("127.0.0.31", "127.0.0.32")
@@ -52,49 +61,14 @@ SSH_PORT = 2331
 HTTP_PORT, HTTPS_PORT = 8331, 8441
 PORTS = (3331, 3332)
 SERVER_NAME = "e2e.adapto.test"
-SECRET = "SUPABASE_ANON_KEY"
 START_TIMEOUT_S = 10.0  # inventory health.instance_start_timeout_s: a broken release fails fast
 
-Cli = subprocess.CompletedProcess[str]
 
 
-def _tools_missing() -> list[str]:
-    tools = ["nginx", "pm2", "node", "ssh-keygen"]
-    missing = [t for t in tools if not shutil.which(t, path=f"{os.environ['PATH']}:/usr/sbin")]
-    return missing + ([] if os.access("/usr/sbin/sshd", os.X_OK) else ["sshd"])
-
-
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox runs sshd and nginx as root"),
-    pytest.mark.skipif(bool(_tools_missing()), reason=f"missing: {_tools_missing()}"),
-]
+pytestmark = [pytest.mark.e2e, *sandbox_marks()]
 
 
 # --- running things -------------------------------------------------------------------
-
-
-def _run_to_files(argv: list[str], env: dict[str, str], timeout: float) -> Cli:
-    """Run with output in files, not pipes: a daemon started underneath must not hold them."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.run(argv, cwd=REPO, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                              env=env, timeout=timeout, check=False)
-        out.seek(0)
-        err.seek(0)
-        return subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
-
-
-def _cli_env() -> dict[str, str]:
-    """This process's environment without the secret or inventory a developer may export."""
-    drop = {SECRET, "ADAPTO_INVENTORY", "ADAPTO_VERBOSE"}
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
-
-
-def adapto(*args: str, timeout: float = 240) -> Cli:
-    """`python -m adapto_ops ARGS` as a user runs it; never raises on a non-zero exit."""
-    return _run_to_files([sys.executable, "-m", "adapto_ops", *args], _cli_env(), timeout)
 
 
 def adapto_background(*args: str, log: Path) -> subprocess.Popen[bytes]:
@@ -102,13 +76,10 @@ def adapto_background(*args: str, log: Path) -> subprocess.Popen[bytes]:
     try:
         return subprocess.Popen([sys.executable, "-m", "adapto_ops", *args], cwd=REPO,
                                 stdin=subprocess.DEVNULL, stdout=handle,
-                                stderr=subprocess.STDOUT, env=_cli_env())
+                                stderr=subprocess.STDOUT, env=cli_env())
     finally:
         handle.close()
 
-
-def said(result: Cli) -> str:
-    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
 
 
 def error_lines(result: Cli) -> list[str]:
@@ -317,7 +288,7 @@ def pm2_apps(box: Box, host: str = HOSTS[0]) -> dict[str, dict[str, Any]]:
     home = box.sdir(host) / "pm2"
     pid = int((home / "pm2.pid").read_text().split()[0])
     os.kill(pid, 0)  # the daemon runs: jlist will not start a new one
-    result = _run_to_files(["pm2", "jlist"], {**os.environ, "PM2_HOME": str(home)}, 60)
+    result = run_to_files(["pm2", "jlist"], {**os.environ, "PM2_HOME": str(home)}, 60)
     assert result.returncode == 0, said(result)
     line = next(ln for ln in result.stdout.splitlines() if ln.startswith("["))
     return {app["name"]: {"pid": app["pid"], "cwd": app["pm2_env"]["pm_cwd"],
@@ -325,7 +296,7 @@ def pm2_apps(box: Box, host: str = HOSTS[0]) -> dict[str, dict[str, Any]]:
 
 
 def pm2_run(box: Box, host: str, *args: str) -> None:
-    result = _run_to_files(["pm2", *args], {**os.environ, "PM2_HOME": str(box.sdir(host) / "pm2")},
+    result = run_to_files(["pm2", *args], {**os.environ, "PM2_HOME": str(box.sdir(host) / "pm2")},
                            60)
     assert result.returncode == 0, said(result)
 

@@ -23,9 +23,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +33,8 @@ import pytest
 import yaml
 
 from adapto_ops.deploy.manifest import dependency_hash
+from tests.e2e_support import REPO, SECRET, Cli, adapto, run_to_files, said, sandbox_marks
 
-REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests" / "fixtures" / "node-backend"
 ENV = "node-e2e"
 HOST = "sandbox1"
@@ -46,55 +43,15 @@ SSH_PORT = 2333
 HTTP_PORT, HTTPS_PORT = 8333, 8443
 PORTS = (3333, 3334)
 SERVER_NAME = "node-e2e.adapto.test"
-SECRET = "SUPABASE_ANON_KEY"
 INSTALL = "npm ci --no-audit --no-fund"
 START_TIMEOUT_S = 20.0  # health.instance_start_timeout_s: `npm start` is slower than node alone
 
-Cli = subprocess.CompletedProcess[str]
 
 
-def _tools_missing() -> list[str]:
-    tools = ["nginx", "pm2", "node", "npm", "ssh-keygen"]
-    missing = [t for t in tools if not shutil.which(t, path=f"{os.environ['PATH']}:/usr/sbin")]
-    return missing + ([] if os.access("/usr/sbin/sshd", os.X_OK) else ["sshd"])
-
-
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox runs sshd and nginx as root"),
-    pytest.mark.skipif(bool(_tools_missing()), reason=f"missing: {_tools_missing()}"),
-]
+pytestmark = [pytest.mark.e2e, *sandbox_marks(("npm",))]
 
 
 # --- running things -------------------------------------------------------------------
-
-
-def _run_to_files(argv: list[str], env: dict[str, str], timeout: float,
-                  cwd: Path = REPO) -> Cli:
-    """Run with output in files, not pipes: a daemon started underneath must not hold them."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                              env=env, timeout=timeout, check=False)
-        out.seek(0)
-        err.seek(0)
-        return subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
-
-
-def _cli_env() -> dict[str, str]:
-    """This process's environment without the secret or inventory a developer may export."""
-    drop = {SECRET, "ADAPTO_INVENTORY", "ADAPTO_VERBOSE"}
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
-
-
-def adapto(*args: str, timeout: float = 90) -> Cli:
-    """`python -m adapto_ops ARGS` as a user runs it; never raises on a non-zero exit."""
-    return _run_to_files([sys.executable, "-m", "adapto_ops", *args], _cli_env(), timeout)
-
-
-def said(result: Cli) -> str:
-    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
 
 
 def events(result: Cli) -> list[dict[str, Any]]:
@@ -276,7 +233,7 @@ def pm2_apps(box: Box) -> dict[str, dict[str, Any]]:
     home = box.sdir / "pm2"
     pid = int((home / "pm2.pid").read_text().split()[0])
     os.kill(pid, 0)  # the daemon runs: jlist will not start a new one
-    result = _run_to_files(["pm2", "jlist"], {**os.environ, "PM2_HOME": str(home)}, 30)
+    result = run_to_files(["pm2", "jlist"], {**os.environ, "PM2_HOME": str(home)}, 30)
     assert result.returncode == 0, said(result)
     line = next(ln for ln in result.stdout.splitlines() if ln.startswith("["))
     return {app["name"]: {**app["pm2_env"], "pid": app["pid"]} for app in json.loads(line)}
@@ -432,7 +389,7 @@ def test_changed_package_json_installs_into_a_new_deps_folder(box: Box) -> None:
     data["description"] = "adapto e2e: the Node backend's production path"
     package.write_text(json.dumps(data, indent=2) + "\n")
     # Keep the lock file in step with package.json, as a developer would (offline: no deps).
-    lock = _run_to_files(["npm", "install", "--package-lock-only", "--offline", "--no-audit",
+    lock = run_to_files(["npm", "install", "--package-lock-only", "--offline", "--no-audit",
                           "--no-fund"], {**os.environ}, 60, cwd=box.backend)
     assert lock.returncode == 0, said(lock)
     assert json.loads((box.backend / "package-lock.json").read_text())["lockfileVersion"] == 3

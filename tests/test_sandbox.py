@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.e2e_support import sandbox_marks
+
 REPO = Path(__file__).resolve().parent.parent
 ADDRESSES = ("127.0.0.21", "127.0.0.22")
 SSH_PORT = 2299
@@ -28,16 +30,9 @@ SSH_PORT = 2299
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def _tools_missing() -> list[str]:
-    tools = ["nginx", "pm2", "node", "ssh-keygen"]
-    missing = [t for t in tools if not shutil.which(t, path=f"{os.environ['PATH']}:/usr/sbin")]
-    return missing + ([] if os.access("/usr/sbin/sshd", os.X_OK) else ["sshd"])
-
-
 pytestmark = [
     pytest.mark.timeout(180),
-    pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox runs sshd and nginx as root"),
-    pytest.mark.skipif(bool(_tools_missing()), reason=f"missing: {_tools_missing()}"),
+    *sandbox_marks(),
 ]
 
 

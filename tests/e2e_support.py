@@ -1,0 +1,65 @@
+"""What the end-to-end test modules share: the tool check and running the CLI.
+
+Each module brings up a sandbox of its own on its own loopback addresses;
+only the way they run `adapto` and decide whether they can run is common.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SECRET = "SUPABASE_ANON_KEY"
+
+Cli = subprocess.CompletedProcess[str]
+
+
+def tools_missing(extra: tuple[str, ...] = ()) -> list[str]:
+    """The programs a sandbox needs that this machine lacks."""
+    tools = ["nginx", "pm2", "node", "ssh-keygen", *extra]
+    missing = [t for t in tools if not shutil.which(t, path=f"{os.environ['PATH']}:/usr/sbin")]
+    return missing + ([] if os.access("/usr/sbin/sshd", os.X_OK) else ["sshd"])
+
+
+def sandbox_marks(extra: tuple[str, ...] = ()) -> list[pytest.MarkDecorator]:
+    """Skip (saying why) where a sandbox cannot run: not root, or tools missing."""
+    missing = tools_missing(extra)
+    return [
+        pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox runs sshd and nginx as root"),
+        pytest.mark.skipif(bool(missing), reason=f"missing: {missing}"),
+    ]
+
+
+def run_to_files(argv: list[str], env: dict[str, str], timeout: float,
+                 cwd: Path = REPO) -> Cli:
+    """Run with output in files, not pipes: a daemon started underneath must not hold them."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.run(argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                              env=env, timeout=timeout, check=False)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
+
+
+def cli_env() -> dict[str, str]:
+    """This process's environment without the secret or inventory a developer may export."""
+    drop = {SECRET, "ADAPTO_INVENTORY", "ADAPTO_VERBOSE"}
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def adapto(*args: str, timeout: float = 240) -> Cli:
+    """`python -m adapto_ops ARGS` as a user runs it; never raises on a non-zero exit."""
+    return run_to_files([sys.executable, "-m", "adapto_ops", *args], cli_env(), timeout)
+
+
+def said(result: Cli) -> str:
+    return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
