@@ -1,0 +1,137 @@
+"""The one read-only command that reports a host's state (DESIGN §3, "facts").
+
+It prints sections, each headed by a line ``@@<name>``, in one SSH round
+trip: the PM2 daemon and its processes, nginx (running, ``nginx -t``), the
+current release, the certificate's dates, free disk under the root, ufw,
+who listens on the backend ports, PM2's boot persistence and the last
+history line. :mod:`adapto_ops.facts` parses it.
+
+`pm2 jlist` carries every process's environment, secrets included, and may
+start with warning text. It is reduced on the host itself, by node, to the
+fields adapto uses, so no secret crosses the wire or reaches an error line.
+`pm2 jlist` is only run when the daemon is alive: the PM2 CLI would start a
+fresh, empty daemon otherwise, and a read must not change the host.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from adapto_ops.commands import nginx as nginx_cmd
+from adapto_ops.inventory.model import Environment
+
+q = shlex.quote
+
+# Reads `pm2 jlist` on stdin; prints one JSON array of safe fields, or {"error": ...}.
+PM2_REDUCE_JS = r"""
+let text = '';
+process.stdin.setEncoding('utf8');
+process.stdin.on('data', (d) => { text += d; });
+process.stdin.on('end', () => {
+  const line = text.split('\n').reverse().find((l) => l.trim().startsWith('['));
+  let apps;
+  try { apps = JSON.parse(line); } catch (e) {
+    const words = text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('['));
+    console.log(JSON.stringify({error: (words.pop() || 'pm2 jlist gave no list').slice(0, 200)}));
+    return;
+  }
+  const now = Date.now();
+  console.log(JSON.stringify(apps.map((a) => {
+    const e = a.pm2_env || {};
+    const port = String(e.PORT || (e.env || {}).PORT || '');
+    return {
+      name: a.name, pid: a.pid || null, pm_id: a.pm_id, status: e.status || 'unknown',
+      namespace: e.namespace || null, restarts: e.restart_time || 0,
+      unstable_restarts: e.unstable_restarts || 0,
+      uptime_s: e.status === 'online' && e.pm_uptime ? (now - e.pm_uptime) / 1000 : null,
+      cpu: (a.monit || {}).cpu ?? null, memory: (a.monit || {}).memory ?? null,
+      port: /^\d+$/.test(port) ? Number(port) : null, cwd: e.pm_cwd || null,
+    };
+  })));
+});
+"""
+
+# The current release's id, creation time and revision (its manifest is large: not sent).
+RELEASE_JS = r"""
+const fs = require('fs'), path = require('path');
+const root = process.argv[1];
+let id = null, meta = {};
+try { id = path.basename(fs.readlinkSync(path.join(root, 'current'))); } catch (e) {}
+if (id) {
+  try { meta = JSON.parse(fs.readFileSync(path.join(root, 'releases', id,
+                                                    '.adapto-release.json'), 'utf8')); }
+  catch (e) {}
+}
+console.log(JSON.stringify({id, created: meta.created || null, revision: meta.revision || null,
+                            backend_release: meta.backend_release || id}));
+"""
+
+LISTENER_SH = (
+    'line=$(ss -Hltnp "sport = :$p" 2>/dev/null | head -n 1); [ -n "$line" ] || continue; '
+    "pid=$(printf '%s' \"$line\" | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2); "
+    'a=$pid; chain=; while [ -n "$a" ] && [ "$a" -gt 1 ] 2>/dev/null; do chain="$chain,$a"; '
+    "a=$(sed 's/.*) //' /proc/$a/stat 2>/dev/null | cut -d' ' -f2); done; "
+    'cmd=; [ -n "$pid" ] && '
+    "cmd=$(tr '\\0' ' ' < /proc/$pid/cmdline 2>/dev/null | cut -c1-200); "
+    'c=${chain#,}; echo "$p ${pid:--} ${c:--} $cmd"'
+)
+
+SECTIONS = ("pm2_daemon", "pm2", "pm2_startup", "nginx_running", "nginx_test", "release",
+            "certificate", "disk", "ufw", "listeners", "history")
+
+
+def pm2_home() -> str:
+    """PM2's home as the remote shell sees it (the sandbox sets PM2_HOME through sshd)."""
+    return '"${PM2_HOME:-$HOME/.pm2}"'
+
+
+def pm2_daemon_alive() -> str:
+    """Exit 0 when the PM2 daemon of this user (or PM2_HOME) is running."""
+    pid = f"{pm2_home()}/pm2.pid"
+    return f'[ -s {pid} ] && kill -0 "$(cat {pid})" 2>/dev/null'
+
+
+def pm2_processes() -> str:
+    """`pm2 jlist` reduced on the host to safe fields (never the environment)."""
+    return f"pm2 jlist 2>&1 | node -e {q(PM2_REDUCE_JS)}"
+
+
+def gather(env: Environment, user: str) -> str:
+    """The whole read, one section after another; every part tolerates failure."""
+    nginx = env.nginx
+    root = env.paths.root
+    pid = q(nginx_cmd.pid_file(nginx))
+    cert = q(nginx.certificate_path)
+    ports = " ".join(str(p) for p in env.backend.ports)
+    return "\n".join([
+        "echo @@pm2_daemon",
+        f"if {pm2_daemon_alive()}; then echo yes; else echo no; fi",
+        "echo @@pm2",
+        f"if {pm2_daemon_alive()}; then {pm2_processes()}; else echo null; fi",
+        "echo @@pm2_startup",
+        f"if [ -e {pm2_home()}/dump.pm2 ]; then echo saved=yes; else echo saved=no; fi",
+        "if command -v systemctl >/dev/null 2>&1; then "
+        f"echo unit=$(systemctl is-enabled pm2-{q(user)} 2>/dev/null || echo missing); "
+        "else echo unit=no-systemd; fi",
+        "echo @@nginx_running",
+        (f"if [ -s {pid} ] && kill -0 \"$(cat {pid})\" 2>/dev/null; then cat {pid}; "
+         "else echo no; fi"),
+        "echo @@nginx_test",
+        f"{nginx_cmd.test(nginx)} 2>&1; echo \"exit=$?\"",
+        "echo @@release",
+        f"node -e {q(RELEASE_JS)} {q(root)} 2>/dev/null || echo '{{}}'",
+        "echo @@certificate",
+        f"openssl x509 -noout -enddate -subject -in {cert} 2>&1 | head -n 3",
+        "echo @@disk",
+        f"d={q(root)}; while [ ! -e \"$d\" ]; do d=$(dirname \"$d\"); done; "
+        "df -Pk \"$d\" | tail -n 1",
+        "echo @@ufw",
+        "if command -v ufw >/dev/null 2>&1 || [ -x /usr/sbin/ufw ]; then "
+        "PATH=$PATH:/usr/sbin ufw status 2>&1 | head -n 40; else echo not-installed; fi",
+        "echo @@listeners",
+        # "<port> <pid> <pid,parent,...> <command line>" per backend port somebody listens on.
+        f"for p in {ports}; do " + LISTENER_SH + "; done",
+        "echo @@history",
+        f"tail -n 1 {q(root + '/.adapto/history.jsonl')} 2>/dev/null",
+        "echo @@end",
+    ])
