@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what adapto, its tests and its sandbox need on a Debian machine,
 # skipping whatever is already there (a second run takes a few seconds).
-#   apt: nginx, openssh-server, ufw, logrotate, rsync, nodejs/npm (if no node)
+#   apt: nginx, openssh-server, ufw, logrotate, rsync, iproute2, procps, nodejs/npm (if no node)
 #   npm: pm2      pip: adapto itself (editable) with its test extras
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +15,9 @@ command -v rsync >/dev/null 2>&1 || need_apt+=(rsync)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v ssh-keygen >/dev/null 2>&1 || need_apt+=(openssh-client)
+# facts read listeners with ss and processes with ps/pgrep (status, recover).
+command -v ss >/dev/null 2>&1 || [ -x /usr/sbin/ss ] || need_apt+=(iproute2)
+command -v pgrep >/dev/null 2>&1 || need_apt+=(procps)
 # The reference backend's venv is made on the (sandbox) host with its python3.
 { [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1; } || need_apt+=(python3 python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
