@@ -52,7 +52,7 @@ from adapto_ops.sandbox_files import (
     sshd_pid,
     tcp_open,
 )
-from adapto_ops.tls import write_self_signed
+from adapto_ops.tls import issued_by, write_ca, write_signed
 
 CERT_MIN_DAYS = 7
 STOP_GRACE_S = 10.0
@@ -205,20 +205,30 @@ def _ensure_dirs(sh: SandboxHost) -> None:
             marker.write_text(f"made by `adapto sandbox up` for {sh.env_name}/{sh.name}\n")
 
 
+def ca_paths(sh: SandboxHost) -> tuple[Path, Path]:
+    """The sandbox CA's certificate (``health.ca_file`` when set) and its key beside it."""
+    ca = Path(sh.env.health.ca_file) if sh.env.health.ca_file else sh.sdir / "tls" / "ca.pem"
+    return ca, ca.with_suffix(".key")
+
+
 def _ensure_cert(sh: SandboxHost) -> bool:
-    """A self-signed pair for the site, renewed when missing or near expiry; True if new."""
+    """The site's pair signed by the sandbox CA, renewed when missing, near expiry or not
+    issued by that CA (an older sandbox's self-signed leaf); True if new."""
     from cryptography import x509
 
     cert = Path(sh.env.nginx.certificate_path)
     key = Path(sh.env.nginx.certificate_key_path)
-    if cert.is_file() and key.is_file():
+    ca, ca_key = ca_paths(sh)
+    if not (ca.is_file() and ca_key.is_file()):
+        write_ca(f"adapto sandbox CA {sh.env_name}/{sh.name}", ca, ca_key)
+    elif cert.is_file() and key.is_file() and issued_by(cert, ca):
         try:
             expires = x509.load_pem_x509_certificate(cert.read_bytes()).not_valid_after_utc
             if expires - dt.datetime.now(dt.UTC) > dt.timedelta(days=CERT_MIN_DAYS):
                 return False
         except ValueError:
             pass  # unreadable: replace it
-    write_self_signed([*sh.env.nginx.server_names, sh.host.address], cert, key, days=30)
+    write_signed([*sh.env.nginx.server_names, sh.host.address], cert, key, ca, ca_key, days=30)
     return True
 
 
