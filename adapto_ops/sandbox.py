@@ -212,8 +212,9 @@ def ca_paths(sh: SandboxHost) -> tuple[Path, Path]:
 
 
 def _ensure_cert(sh: SandboxHost) -> bool:
-    """The site's pair signed by the sandbox CA, renewed when missing, near expiry or not
-    issued by that CA (an older sandbox's self-signed leaf); True if new."""
+    """The site's pair signed by the sandbox CA, renewed when missing, near expiry, not for
+    the server names, or not issued by that CA (an older sandbox's self-signed leaf);
+    True if new."""
     from cryptography import x509
 
     cert = Path(sh.env.nginx.certificate_path)
@@ -223,11 +224,15 @@ def _ensure_cert(sh: SandboxHost) -> bool:
         write_ca(f"adapto sandbox CA {sh.env_name}/{sh.name}", ca, ca_key)
     elif cert.is_file() and key.is_file() and issued_by(cert, ca):
         try:
-            expires = x509.load_pem_x509_certificate(cert.read_bytes()).not_valid_after_utc
-            if expires - dt.datetime.now(dt.UTC) > dt.timedelta(days=CERT_MIN_DAYS):
+            leaf = x509.load_pem_x509_certificate(cert.read_bytes())
+            names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName) \
+                .value.get_values_for_type(x509.DNSName)
+            fresh = leaf.not_valid_after_utc - dt.datetime.now(dt.UTC) \
+                > dt.timedelta(days=CERT_MIN_DAYS)
+            if fresh and set(sh.env.nginx.server_names) <= set(names):
                 return False
-        except ValueError:
-            pass  # unreadable: replace it
+        except (ValueError, x509.ExtensionNotFound):
+            pass  # unreadable or nameless: replace it
     write_signed([*sh.env.nginx.server_names, sh.host.address], cert, key, ca, ca_key, days=30)
     return True
 

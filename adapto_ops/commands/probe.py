@@ -36,7 +36,8 @@ function probe(spec) {
     }
     function once() {
       const started = process.hrtime.bigint();
-      const options = {timeout: 5000, agent: false, rejectUnauthorized: false, headers: {}};
+      const options = {timeout: 5000, agent: false, rejectUnauthorized: false,
+                       headers: {'User-Agent': 'adapto-probe'}};
       if (servername) { options.servername = servername; options.headers.Host = servername; }
       if (token) options.headers['X-Adapto-Probe'] = token;
       const req = mod.get(url, options, (res) => {

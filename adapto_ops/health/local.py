@@ -29,6 +29,7 @@ from adapto_ops.health.model import CheckResult, Status
 from adapto_ops.render.configs import Target
 
 PROBE_HEADER = "X-Adapto-Probe"
+USER_AGENT = "adapto-health"
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,8 @@ class Site:
         return f"{scheme}://{self.name}{'' if port == default else f':{port}'}{path}"
 
     def headers(self) -> dict[str, str]:
-        return {"Host": self.name, **({PROBE_HEADER: self.token} if self.token else {})}
+        return {"Host": self.name, "User-Agent": USER_AGENT,
+                **({PROBE_HEADER: self.token} if self.token else {})}
 
     def result(self, component: str, measurement: str, name: str, status: Status, *,
                value: Any = None, unit: str | None = None, output: str = "",
@@ -304,7 +306,7 @@ def check_websocket(site: Site) -> list[CheckResult]:
                             kind=kind, ms=ms, endpoint=endpoint)]
 
     nonce = f"adapto-health-{secrets.token_hex(6)}"
-    extra = {k: v for k, v in site.headers().items() if k != "Host"}
+    extra = {k: v for k, v in site.headers().items() if k not in ("Host", "User-Agent")}
     try:
         sock = socket.create_connection((site.address, site.https_port), site.timeout_s)
     except OSError as exc:
@@ -314,7 +316,7 @@ def check_websocket(site: Site) -> list[CheckResult]:
         with connect(endpoint, sock=sock, ssl=ssl_context(site.ca_file),
                      server_hostname=site.name, additional_headers=extra,
                      open_timeout=site.timeout_s, close_timeout=1,
-                     user_agent_header="adapto-health") as ws:
+                     user_agent_header=USER_AGENT) as ws:
             ws.send(nonce)
             deadline = time.monotonic() + site.timeout_s
             while time.monotonic() < deadline:  # a greeting may come before the echo

@@ -59,14 +59,15 @@ def _on_host(selection: Selection, target: Target, token: str | None) -> list[Ch
     return [ssh, *HostChecks(target, facts, next_commands, duration_ms).all()]
 
 
-def _guarded(target: Target, name: str, check: Callable[[], list[CheckResult]]) \
-        -> list[CheckResult]:
+def _guarded(target: Target, name: str, check: Callable[[], list[CheckResult]],
+             next_commands: NextCommands) -> list[CheckResult]:
     """A check that raised (a bug, not a finding) still reports, as one failed line."""
     try:
         return check()
     except Exception as exc:  # every check must come back with a result
         return [CheckResult(target.host.name, name, "error", name, "fail",
-                            output=trim(f"{type(exc).__name__}: {exc}"), kind="network")]
+                            output=trim(f"{type(exc).__name__}: {exc}"), kind="network",
+                            next_command=next_commands.for_kind("network", name))]
 
 
 def _check_ca_files(selection: Selection) -> None:
@@ -88,11 +89,13 @@ def run_checks(selection: Selection) -> list[CheckResult]:
     with ThreadPoolExecutor(max_workers=per_host * len(selection.targets)) as pool:
         for target in selection.targets:
             token = probe_token_value(target, secret_values)
+            next_commands = _next_commands(selection, target)
             # SSH first: its connection is the slowest part, so it starts earliest.
             futures = [pool.submit(_guarded, target, "ssh",
-                                   lambda t=target, k=token: _on_host(selection, t, k))]
-            site = Site.of(target, token, _next_commands(selection, target))
-            futures += [pool.submit(_guarded, target, "local", check)
+                                   lambda t=target, k=token: _on_host(selection, t, k),
+                                   next_commands)]
+            site = Site.of(target, token, next_commands)
+            futures += [pool.submit(_guarded, target, "local", check, next_commands)
                         for check in local_checks(site)]
             jobs.append((target, futures))
     results: list[CheckResult] = []
