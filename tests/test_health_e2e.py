@@ -116,7 +116,7 @@ def restore_certificate(box: OpBox) -> None:
 class Flood:
     """Threads hammering /api/health through nginx without the probe token."""
 
-    def __init__(self, threads: int = 4) -> None:
+    def __init__(self, threads: int = 2) -> None:
         self.counts: collections.Counter[int | str] = collections.Counter()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
@@ -312,6 +312,7 @@ def strict_limits(env: dict[str, Any]) -> None:
     env["nginx"]["rate_limits"] = {"api": {"rate": "1r/m", "burst": 1}}
 
 
+@pytest.mark.slow  # two deploys under a flood: about a minute
 @pytest.mark.timeout(300)
 def test_a_flood_from_the_probes_address_cannot_fail_the_deploy(box: OpBox) -> None:
     strict = box.write_variant("strict", strict_limits)
