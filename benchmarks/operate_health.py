@@ -59,7 +59,7 @@ def one_run(inventory: Path) -> tuple[float, float, str, dict[str, float]]:
                 key=lambda r: r.duration_ms or 0)
     phases = {"ssh connect": ssh.duration_ms or 0,
               "facts + probes round trip": (on_host.duration_ms or 0) - (ssh.duration_ms or 0),
-              f"slowest local ({local.name})": local.duration_ms or 0}
+              "slowest local check": local.duration_ms or 0}
     return wall, slowest.duration_ms or 0, slowest.name, phases
 
 
