@@ -28,6 +28,7 @@ import httpx
 import jsonschema
 import pytest
 
+from adapto_ops.inventory.secrets import parse_dotenv
 from tests.e2e_support import REPO, Cli, adapto, cli_env, run_to_files, said, sandbox_marks
 from tests.operate_sandbox import ENV, HOST, SERVER_NAME, OpBox, Slot, deployed_sandbox
 
@@ -328,6 +329,8 @@ def test_a_flood_from_the_probes_address_cannot_fail_the_deploy(box: OpBox) -> N
     assert deployed.returncode == 0, said(deployed)
     assert "rolled back" not in deployed.stdout
     assert flood.counts[429] > 100, dict(flood.counts)
+    token = parse_dotenv((box.base / ".adapto" / "secrets.env").read_text())[TOKEN_NAME]
+    installed = box.site_config.read_text()
     # Same client address for the flood and the deploy's own probes through nginx.
     flood_from = access_addresses(box, "flood", since)
     probes_from = access_addresses(box, "adapto-probe", since)
@@ -345,4 +348,11 @@ def test_a_flood_from_the_probes_address_cannot_fail_the_deploy(box: OpBox) -> N
         refused = deploy(strict_no_token)
     assert refused.returncode == 1, said(refused)
     assert "HTTP 429" in refused.stdout + refused.stderr, said(refused)
+    # The token is a secret: in nginx's config on the host, in no output.
+    assert len(token) >= 16 and f'"{token}" "";' in installed
+    for result in (deployed, limited, exempt, refused):
+        assert token not in result.stdout + result.stderr
+    shown = adapto("render", "nginx", "-e", ENV, "-i", str(box.inventory))
+    assert shown.returncode == 0 and token not in shown.stdout, said(shown)
+    assert f'"****({len(token)} chars)" "";' in shown.stdout
     # This test runs last: nginx keeps the strict limits until the module's sandbox goes.
