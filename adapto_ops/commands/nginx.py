@@ -89,21 +89,22 @@ def restart(nginx: Nginx) -> str:
     ])
 
 
-def restore_site(nginx: Nginx, good_copy: str) -> str:
-    """Put ``good_copy`` back as the site file and enable it; the rejected file is kept aside.
+def restore_site(nginx: Nginx, good_copy: str, keep_rejected: str) -> str:
+    """Put ``good_copy`` back as the site file and enable it; the rejected one goes to
+    ``keep_rejected`` (outside nginx's include globs) for a person to read.
 
     Prints SAME when the site file already is that copy (the fault is elsewhere)
     and exits 4 when there is no copy. nginx is neither tested nor reloaded here.
     """
     site, enabled = shlex.quote(nginx.site_config_path), shlex.quote(nginx.site_enabled_path)
     copy = shlex.quote(good_copy)
-    kept = shlex.quote(nginx.site_config_path + ".adapto-rejected")
+    kept = shlex.quote(keep_rejected)
     staged = shlex.quote(nginx.site_config_path + ".adapto-new")
     return "\n".join([
         f"if [ ! -s {copy} ]; then echo 'no copy of the last good site config at '{copy} >&2; "
         "exit 4; fi",
         f"if cmp -s {copy} {site} && [ -L {enabled} ]; then echo SAME; exit 0; fi",
-        f"if [ -e {site} ]; then cp -p {site} {kept}; fi",
+        f"if [ -e {site} ]; then mkdir -p \"$(dirname {kept})\" && cp -p {site} {kept}; fi",
         f"mkdir -p \"$(dirname {site})\" \"$(dirname {enabled})\"",
         f"cp {copy} {staged} && mv -f {staged} {site} && ln -sfn {site} {enabled}",
         "echo RESTORED",

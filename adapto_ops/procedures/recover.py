@@ -51,8 +51,9 @@ def _summary(report: RecoverReport, reporter: Reporter) -> None:
             else:
                 head = "[green]healthy[/]" if h.healthy else "[red]still failing[/]"
             out.print(f"[bold]{escape(h.host)}[/] {head}")
+            label = "would do" if report.dry_run else "did"
             for action in h.actions:
-                out.print(f"  did: {escape(action)}")
+                out.print(f"  {label}: {escape(action)}")
             for fact in h.now:
                 out.print(f"  now: {escape(fact)}")
     if not report.dry_run:

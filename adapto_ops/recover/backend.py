@@ -69,27 +69,37 @@ class BackendState:
         daemon = "PM2 daemon up" if self.facts.pm2_daemon else "PM2 daemon gone"
         parts = [f"{i.name} {i.pm2_status or 'absent'}"
                  + (f" ({i.restarts} restarts)" if i.restarts else "")
-                 + ("" if i.answers else " not answering") for i in self.instances]
+                 + (" not answering" if i.pm2_status == "online" and not i.answers else "")
+                 for i in self.instances]
         return f"{daemon}; " + ", ".join(parts)
 
 
 def read_state(d: HostDeployer, probe_timeout_s: float) -> BackendState:
-    """Facts, then one probe of every instance and of /api/health through nginx."""
+    """Facts, then one probe of the online instances and of /api/health through nginx.
+
+    An instance PM2 does not report online is failing whatever its port says,
+    so it is not probed (the probe would only wait out its deadline).
+    """
+    backend = d.env.backend
     facts = gather(d.t, d.target)
     urls = health_urls(d.target)
-    api, instance_urls = urls[0], urls[2:]
-    result = d.t.run(http_probe([*instance_urls, api], probe_timeout_s), check=False,
-                     mutates=False, what="probe the instances", timeout=probe_timeout_s + 30)
-    probes = parse_probe(result.stdout, [*instance_urls, api])
+    by_port = dict(zip(backend.ports, urls[2:], strict=True))
+    processes = {port: facts.instance(backend.name, port) for port in backend.ports}
+    online = [port for port, p in processes.items() if p is not None and p.online]
+    wanted = [by_port[port] for port in online] + [urls[0]]
+    result = d.t.run(http_probe(wanted, probe_timeout_s), check=False, mutates=False,
+                     what="probe the instances", timeout=probe_timeout_s + 30)
+    probes = dict(zip([*online, "api"], parse_probe(result.stdout, wanted), strict=True))
     instances = []
-    for port, probe in zip(d.env.backend.ports, probes, strict=False):
-        process = facts.instance(d.env.backend.name, port)
+    for port, process in processes.items():
+        probe = probes.get(port)
         instances.append(InstanceState(
-            instance_name(d.env.backend.name, port), port,
+            instance_name(backend.name, port), port,
             process.status if process else None, process.restarts if process else 0,
-            probe.ok, probe.error or "", facts.foreign_holder(port)))
-    api_probe = probes[-1]
-    return BackendState(facts, instances, None if api_probe.ok else api_probe.error or "?")
+            probe is not None and probe.ok, (probe.error or "") if probe else "not probed",
+            facts.foreign_holder(port)))
+    api = probes["api"]
+    return BackendState(facts, instances, None if api.ok else api.error or "?")
 
 
 def recover_backend(d: HostDeployer, secret_values: list[str]) -> HostRecovery:
@@ -123,9 +133,9 @@ def recover_backend(d: HostDeployer, secret_values: list[str]) -> HostRecovery:
         for i in failing:
             try:
                 d.rolling_restart(release, names=[i.name])
-                out.actions.append(f"restarted {i.name} ({i.problem()})")
+                out.actions.append(f"restart {i.name} ({i.problem()})")
             except HealthFailed:
-                out.actions.append(f"restarted {i.name}, still not healthy")
+                out.actions.append(f"restart {i.name} ({i.problem()}): still not healthy")
     if d.dry_run:
         _describe(out, before)
         return out
@@ -153,7 +163,7 @@ def _start_from_release(d: HostDeployer, out: HostRecovery, ecosystem: str,
         d.t.run(pm2_cmd.start_only(ecosystem, names), what="start the instances",
                 timeout=120)
         s.done_message = f"started {', '.join(names)} (PM2 daemon launched)"
-    out.actions.append(f"PM2 daemon was gone: started {', '.join(names)} from {ecosystem}")
+    out.actions.append(f"start {', '.join(names)} from {ecosystem} (the PM2 daemon was gone)")
 
 
 def _show_logs(d: HostDeployer, name: str, secret_values: list[str]) -> None:
@@ -176,5 +186,6 @@ def _describe(out: HostRecovery, state: BackendState) -> None:
         out.now.append("/api/health through nginx answers")
     else:
         out.now.append(f"/api/health through nginx fails: {state.api_via_nginx}")
-        out.still_failing.append(f"/api/health through nginx: {state.api_via_nginx} "
-                                 "(try `adapto recover nginx`)")
+        # With every instance well, what fails between them and the client is nginx.
+        hint = " (try `adapto recover nginx`)" if state.instances_ok else ""
+        out.still_failing.append(f"/api/health through nginx: {state.api_via_nginx}{hint}")

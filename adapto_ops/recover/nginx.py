@@ -25,7 +25,7 @@ from adapto_ops.facts import HostFacts, gather
 from adapto_ops.recover.report import HostRecovery
 
 FIRST_LOOK_S = 3.0
-_ERROR = re.compile(r"\[(?:emerg|alert|crit)\]\s*(.*?)(?=\s+nginx: |$)")
+_ERROR = re.compile(r"\[(?:emerg|alert|crit)\]\s*(?:\d+#\d+:\s*)?(.*?)(?=\s+nginx: |$)")
 _IN_FILE = re.compile(r" in (/\S+?):(\d+)\s*$")
 
 
@@ -115,8 +115,9 @@ def _fix_config(d: HostDeployer, out: HostRecovery, facts: HostFacts) -> bool:
                                  f"fix it by hand: {reason}")
         return False
     copy = f"{d.layout.current}/{NGINX_COPY}"
+    rejected = f"{d.layout.state_dir}/rejected-{NGINX_COPY}"
     with d.step("restore", f"{nginx.site_config_path} from {copy}") as s:
-        result = d.t.run(nginx_cmd.restore_site(nginx, copy), check=False,
+        result = d.t.run(nginx_cmd.restore_site(nginx, copy, rejected), check=False,
                          what="restore the site config")
         if not result.ok:
             s.failed = True
@@ -130,9 +131,8 @@ def _fix_config(d: HostDeployer, out: HostRecovery, facts: HostFacts) -> bool:
             out.still_failing.append(f"nginx -t fails outside the site config adapto installs; "
                                      f"fix it by hand: {reason}")
             return False
-        s.done_message = (f"last good site config back in place (the rejected one kept as "
-                          f"{nginx.site_config_path}.adapto-rejected)")
-    out.actions.append(f"restored the site config from {copy}")
+        s.done_message = f"last good site config back in place (the rejected one: {rejected})"
+    out.actions.append(f"restore the site config from {copy}")
     if d.dry_run:
         return True
     with d.step("nginx -t", "again") as s:
