@@ -86,10 +86,13 @@ def read_state(d: HostDeployer, probe_timeout_s: float) -> BackendState:
     by_port = dict(zip(backend.ports, urls[2:], strict=True))
     processes = {port: facts.instance(backend.name, port) for port in backend.ports}
     online = [port for port, p in processes.items() if p is not None and p.online]
-    wanted = [by_port[port] for port in online] + [urls[0]]
+    # Through nginx only when every instance is up to PM2: otherwise its answer
+    # changes nothing recover does, and a failing one would wait out the deadline.
+    keys: list[int | str] = [*online, *(["api"] if len(online) == len(processes) else [])]
+    wanted = [by_port[k] if isinstance(k, int) else urls[0] for k in keys]
     result = d.t.run(http_probe(wanted, probe_timeout_s), check=False, mutates=False,
                      what="probe the instances", timeout=probe_timeout_s + 30)
-    probes = dict(zip([*online, "api"], parse_probe(result.stdout, wanted), strict=True))
+    probes = dict(zip(keys, parse_probe(result.stdout, wanted), strict=True))
     instances = []
     for port, process in processes.items():
         probe = probes.get(port)
@@ -98,8 +101,10 @@ def read_state(d: HostDeployer, probe_timeout_s: float) -> BackendState:
             process.status if process else None, process.restarts if process else 0,
             probe is not None and probe.ok, (probe.error or "") if probe else "not probed",
             facts.foreign_holder(port)))
-    api = probes["api"]
-    return BackendState(facts, instances, None if api.ok else api.error or "?")
+    api = probes.get("api")
+    api_error = "not probed: an instance is down" if api is None else None if api.ok \
+        else api.error or "?"
+    return BackendState(facts, instances, api_error)
 
 
 def recover_backend(d: HostDeployer, secret_values: list[str]) -> HostRecovery:
@@ -139,7 +144,9 @@ def recover_backend(d: HostDeployer, secret_values: list[str]) -> HostRecovery:
     if d.dry_run:
         _describe(out, before)
         return out
-    if out.actions:
+    if out.actions and not before.facts.pm2_saved:
+        # Without a saved list a reboot (`pm2 resurrect`) brings nothing back. A saved
+        # one already names these apps from this release (the deploy saved it).
         d.t.run(pm2_cmd.save(), check=False, what="pm2 save")
     # Restarted instances were each seen healthy already; ones PM2 launched along
     # with its daemon are still starting and get the deploy's start timeout.
