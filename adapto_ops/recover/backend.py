@@ -25,6 +25,7 @@ from adapto_ops.render.configs import instance_name
 
 FIRST_LOOK_S = 3.0  # an instance PM2 is restarting by itself gets this long to answer
 LOG_LINES = 50
+NOT_PROBED = "not checked: no instance is online"
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,9 @@ def read_state(d: HostDeployer, probe_timeout_s: float) -> BackendState:
     by_port = dict(zip(backend.ports, urls[2:], strict=True))
     processes = {port: facts.instance(backend.name, port) for port in backend.ports}
     online = [port for port, p in processes.items() if p is not None and p.online]
-    # Through nginx only when every instance is up to PM2: otherwise its answer
-    # changes nothing recover does, and a failing one would wait out the deadline.
-    keys: list[int | str] = [*online, *(["api"] if len(online) == len(processes) else [])]
+    # Through nginx only when an instance is up to PM2: with none, it cannot answer
+    # and would only wait out the deadline.
+    keys: list[int | str] = [*online, *(["api"] if online else [])]
     wanted = [by_port[k] if isinstance(k, int) else urls[0] for k in keys]
     result = d.t.run(http_probe(wanted, probe_timeout_s), check=False, mutates=False,
                      what="probe the instances", timeout=probe_timeout_s + 30)
@@ -102,8 +103,7 @@ def read_state(d: HostDeployer, probe_timeout_s: float) -> BackendState:
             probe is not None and probe.ok, (probe.error or "") if probe else "not probed",
             facts.foreign_holder(port)))
     api = probes.get("api")
-    api_error = "not probed: an instance is down" if api is None else None if api.ok \
-        else api.error or "?"
+    api_error = NOT_PROBED if api is None else None if api.ok else api.error or "?"
     return BackendState(facts, instances, api_error)
 
 
@@ -191,6 +191,8 @@ def _describe(out: HostRecovery, state: BackendState) -> None:
             out.still_failing.append(f"{i.name}: {i.problem()}")
     if state.api_via_nginx is None:
         out.now.append("/api/health through nginx answers")
+    elif state.api_via_nginx == NOT_PROBED:  # the instances' own lines say what fails
+        out.now.append(f"/api/health through nginx {NOT_PROBED}")
     else:
         out.now.append(f"/api/health through nginx fails: {state.api_via_nginx}")
         # With every instance well, what fails between them and the client is nginx.
