@@ -39,10 +39,11 @@ class InstanceState:
     answers: bool
     error: str
     foreign: PortHolder | None
+    crash_looping: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.pm2_status == "online" and self.answers
+        return self.pm2_status == "online" and self.answers and not self.crash_looping
 
     def problem(self) -> str:
         """Why it fails, in a few words."""
@@ -51,6 +52,8 @@ class InstanceState:
                     f"({self.foreign.command or '?'}), not by PM2")
         if self.pm2_status is None:
             return "not in PM2"
+        if self.crash_looping:
+            return f"crash loop ({self.restarts} restarts, PM2 status {self.pm2_status})"
         if self.pm2_status != "online":
             return f"PM2 status {self.pm2_status}"
         return f"does not answer on :{self.port}: {self.error}"
@@ -101,7 +104,7 @@ def read_state(d: HostDeployer, probe_timeout_s: float) -> BackendState:
             instance_name(backend.name, port), port,
             process.status if process else None, process.restarts if process else 0,
             probe is not None and probe.ok, (probe.error or "") if probe else "not probed",
-            facts.foreign_holder(port)))
+            facts.foreign_holder(port), bool(process and process.crash_looping)))
     api = probes.get("api")
     api_error = NOT_PROBED if api is None else None if api.ok else api.error or "?"
     return BackendState(facts, instances, api_error)
