@@ -4,7 +4,8 @@ One thread per file reads its :class:`~adapto_ops.remote.LineStream` and puts
 lines on one queue; the main thread filters, masks and prints them, so lines
 from different hosts never interleave mid-line. Ctrl-C (SIGINT) ends the
 wait on the queue: every stream is closed, which closes each remote tail's
-stdin and so kills it (see :func:`adapto_ops.commands.logs.follow`). Exit 0:
+stdin and so kills it (see :func:`adapto_ops.commands.logs.follow`); SIGTERM
+does the same. Exit 0:
 Ctrl-C is how a follow normally ends; 1 if a host's stream ended by itself
 (the connection was lost).
 """
@@ -12,6 +13,7 @@ Ctrl-C is how a follow normally ends; 1 if a host's stream ended by itself
 from __future__ import annotations
 
 import queue
+import signal
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +42,9 @@ def follow(transports: list[Any], reads: list[SourceRead], masker: Masker,
     lines: queue.Queue[tuple[int, str | None]] = queue.Queue()
     streams: list[LineStream] = []
     code = EXIT_OK
+    # SIGTERM (a supervisor, `timeout`) ends a follow as Ctrl-C does: streams closed, exit 0.
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main else None
     try:
         for index, read in enumerate(followed):
             try:
@@ -74,6 +79,12 @@ def follow(transports: list[Any], reads: list[SourceRead], masker: Masker,
     except KeyboardInterrupt:
         pass  # Ctrl-C is how a follow ends
     finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
         for stream in streams:
             stream.close()
     return code
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
