@@ -202,7 +202,7 @@ def run_logs(*, inventory: str | None, env_name: str, hosts: list[str] | None,
         host_reads = parallel(
             transports,
             lambda t: _read_host(t, [s for s in sources if s.host == t.host.name], options,
-                                 make_filter, masker))
+                                 make_filter, masker)) if transports else []
         reads: list[SourceRead] = []
         for transport, host_read in zip(transports, host_reads, strict=True):
             if isinstance(host_read, BaseException):
