@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -329,3 +330,42 @@ def test_follow_starts_at_the_offset_survives_rotation_and_dies_with_its_stdin(
         proc.wait(timeout=10)
     left = subprocess.run(["pgrep", "-f", str(log)], capture_output=True, text=True)
     assert left.stdout == "", "a tail outlived its stdin"
+
+
+# --- bad options: exit 2, one line, no host contacted ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def unreachable_inventory(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sandbox environment on a closed port: a bad option must fail before connecting."""
+    import yaml
+
+    data = yaml.safe_load((REPO / "inventory.yaml").read_text(encoding="utf-8"))
+    data["environments"]["sandbox"]["hosts"][0].update(address="127.0.0.1", port=1)
+    path = tmp_path_factory.mktemp("logs-cli") / "inventory.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("args", "says", "one_line"), [
+    (["backend", "--grep", "a(b"], "--grep 'a(b': not a valid regular expression", True),
+    (["backend", "--since", "soon"], "--since 'soon': expected a duration", True),
+    (["backend", "--instance", "9999"], "--instance 9999: environment 'sandbox' has no instance",
+     True),
+    (["nginx", "--instance", "3001"], "--instance 3001: only backend logs are per instance",
+     True),
+    (["backend", "--host", "nope"], "has no host 'nope'", True),
+    # click's own usage errors: its usual few lines
+    (["backend", "--lines", "-1"], "--lines", False),
+    (["everything"], "everything", False),
+])
+def test_bad_options_are_one_line_and_exit_2(unreachable_inventory: Path, args: list[str],
+                                             says: str, one_line: bool) -> None:
+    done = subprocess.run([sys.executable, "-m", "adapto_ops", "logs", *args, "-e", "sandbox",
+                           "-i", str(unreachable_inventory)], capture_output=True, text=True,
+                          cwd=REPO, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr and "unreachable" not in done.stderr
+    assert done.stdout == "" and "Traceback" not in done.stderr
+    if one_line:
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr

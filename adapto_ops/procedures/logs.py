@@ -20,6 +20,7 @@ or shown twice; ``tail -F`` keeps following across a logrotate rotation.
 from __future__ import annotations
 
 import heapq
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -221,6 +222,9 @@ def run_logs(*, inventory: str | None, env_name: str, hosts: list[str] | None,
             from adapto_ops.procedures.logs_follow import follow
 
             code = max(code, follow(transports, reads, masker, printer))
+    except BrokenPipeError:
+        # `adapto logs ... | head`: the reader has what it wanted; not a failure.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     finally:
         for transport in transports:
             transport.close()
