@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -230,18 +231,41 @@ def test_window_of_a_missing_or_empty_file(tmp_path: Path) -> None:
     empty = cmd.parse_window(sh(cmd.read_window(str(tmp_path / "empty.log"), 100)))
     assert (empty.state, empty.size, empty.text) == ("ok", 0, "")
     assert cmd.parse_window("garbage").state == "missing"
+    assert cmd.parse_window("ok 10 0 +0000\nhalf of it").state == "failed"  # cut short
+
+
+class LocalStream:
+    """A command's stdout lines as they come, like remote.LineStream."""
+
+    def __init__(self, command: str) -> None:
+        self.proc = subprocess.Popen(["sh", "-c", command], stdout=subprocess.PIPE, text=True)
+
+    def __iter__(self) -> Iterator[str]:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            yield line.removesuffix("\n")
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
 
 
 class LocalShell:
-    """The transport's run(), by a local sh: what read_source needs."""
+    """The transport's run() and stream(), by a local sh: what read_source needs."""
 
     def __init__(self) -> None:
         self.commands: list[str] = []
+        self.streamed = 0
 
     def run(self, command: str, **_: object) -> Result:
         self.commands.append(command)
         done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
         return Result(command, done.stdout, done.stderr, done.returncode)
+
+    def stream(self, command: str) -> LocalStream:
+        self.commands.append(command)
+        self.streamed += 1
+        return LocalStream(command)
 
 
 def _filter_maker(grep: str | None = None, since: datetime | None = None):  # type: ignore[no-untyped-def]
@@ -262,7 +286,7 @@ def test_last_n_matching_lines_grow_the_window_until_found(tmp_path: Path) -> No
     read = read_source(shell, source, LogOptions("backend", lines=2, grep="NEEDLE"),
                        _filter_maker("NEEDLE"), Masker([]))
     assert [text for _, text in read.lines] == [pm2_line(0, "NEEDLE 1"), pm2_line(0, "NEEDLE 2")]
-    assert len(shell.commands) > 1  # it grew
+    assert len(shell.commands) > 1 and shell.streamed  # it grew, the larger windows streamed
     assert read.offset == log.stat().st_size and not read.capped
 
 

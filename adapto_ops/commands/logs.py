@@ -26,6 +26,7 @@ from adapto_ops.render.configs import Target, pm2_apps
 q = shlex.quote
 
 WHATS = ("backend", "nginx", "nginx-error", "nginx-access")
+WINDOW_END = "adapto-window-end"
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,10 @@ def read_window(path: str, max_bytes: int) -> str:
         f"if [ ! -r {f} ]; then echo unreadable; exit 0; fi\n"
         f"s=$(wc -c < {f}); s=$((s + 0)); start=$((s > {max_bytes} ? s - {max_bytes} : 0))\n"
         'echo "ok $s $start $(date +%z)"\n'
-        f'tail -c "+$((start + 1))" -- {f} | head -c "$((s - start))"'
+        f'tail -c "+$((start + 1))" -- {f} | head -c "$((s - start))"\n'
+        # A line of its own after the bytes: shows whether they ended with a newline,
+        # however the output is split into lines on the way, and that none went missing.
+        f"printf '\\n{WINDOW_END}\\n'"
     )
 
 
@@ -78,7 +82,7 @@ def read_window(path: str, max_bytes: int) -> str:
 class Window:
     """What :func:`read_window` printed, parsed."""
 
-    state: str  # ok | missing | unreadable
+    state: str  # ok | missing | unreadable | failed (the output was cut short)
     size: int = 0
     start: int = 0
     utc_offset: str = "+0000"
@@ -86,8 +90,12 @@ class Window:
 
 
 def parse_window(stdout: str) -> Window:
-    """The header and the bytes; an unexpected header reads as ``missing``."""
+    """The header and the bytes; an unexpected header (or a cut output) reads as ``missing``."""
     header, _, text = stdout.partition("\n")
+    if header.startswith("ok "):
+        if not text.endswith(f"\n{WINDOW_END}\n"):
+            return Window("failed")
+        text = text.removesuffix(f"\n{WINDOW_END}\n")
     words = header.split()
     if not words or words[0] != "ok" or len(words) != 4:
         return Window(words[0] if words and words[0] == "unreadable" else "missing")

@@ -86,11 +86,10 @@ def read_source(transport: Any, source: LogSource, options: LogOptions,
     want = options.wanted
     size = max(FIRST_WINDOW, want * 512)
     while True:
-        result = transport.run(cmd.read_window(source.path, size), check=False, mutates=False,
-                               what=f"read {source.path}", timeout=120)
-        window = cmd.parse_window(result.stdout)
+        window = cmd.parse_window(_window_output(transport, source.path, size))
         if window.state != "ok":
-            return SourceRead(source, window.state, make_filter(source, UTC))
+            cut = "its output was cut short; try again" if window.state == "failed" else ""
+            return SourceRead(source, window.state, make_filter(source, UTC), error=cut)
         filt = make_filter(source, offset_zone(window.utc_offset))
         raw = window.text.split("\n")
         partial = raw.pop()  # "" when the window ends with a newline
@@ -111,6 +110,24 @@ def read_source(transport: Any, source: LogSource, options: LogOptions,
                               offset=window.size, partial=partial,
                               capped=more_in_file and size >= MAX_WINDOW and len(kept) < want)
         size *= 8
+
+
+def _window_output(transport: Any, path: str, size: int) -> str:
+    """What :func:`cmd.read_window` prints; large windows on a channel of their own.
+
+    The long-lived shell gathers a command's whole output before parsing it, which
+    is fine for kilobytes; megabytes stream line by line instead (one login-shell
+    start, ~0.1 s, against seconds of re-scanning a growing buffer).
+    """
+    command = cmd.read_window(path, size)
+    if size <= FIRST_WINDOW:
+        return transport.run(command, check=False, mutates=False, what=f"read {path}",
+                             timeout=120).stdout
+    stream = transport.stream(command)
+    try:
+        return "".join(line + "\n" for line in stream)
+    finally:
+        stream.close()
 
 
 def _read_host(transport: Any, sources: list[LogSource], options: LogOptions,
