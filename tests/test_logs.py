@@ -141,9 +141,17 @@ def test_grep_and_since_together() -> None:
     since = datetime(2026, 11, 30, 10, 30, tzinfo=UTC)
     filt = LineFilter("pm2", grep=re.compile("ERROR"), since=since)
     lines = [pm2_line(29, "ERROR old"), pm2_line(31, "ok"), pm2_line(32, "ERROR new")]
+    assert not filt.saw_older
     assert [line for line in lines if filt.accept(line)] == [pm2_line(32, "ERROR new")]
-    assert filt.is_older_than_since(pm2_line(29, "x"))
-    assert not filt.is_older_than_since("untimed")
+    assert filt.saw_older  # so a larger window cannot find more
+
+
+def test_without_since_only_shown_lines_have_their_time_read() -> None:
+    filt = LineFilter("pm2", grep=re.compile("keep"), since=None)
+    assert not filt.accept(pm2_line(5, "drop"))
+    assert filt.last_time is None
+    assert filt.accept(pm2_line(6, "keep")) and filt.accept("  keep going (untimed)")
+    assert filt.last_time == datetime(2026, 11, 30, 10, 6, tzinfo=UTC)
 
 
 def test_masker_replaces_every_value_and_the_longest_first() -> None:

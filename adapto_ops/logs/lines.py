@@ -111,23 +111,25 @@ class LineFilter:
                  local: timezone = UTC) -> None:
         self.fmt, self.grep, self.since, self.local = fmt, grep, since, local
         self.last_time: datetime | None = None
+        self.saw_older = False  # a line before --since went by: nothing earlier can match
         self._recent = since is None  # an untimed first line counts as old when --since is set
 
     def accept(self, line: str) -> bool:
         """Whether to show ``line`` (already masked, so --grep cannot find a secret)."""
+        if self.since is None:
+            # Cheap path: only the lines shown have their time read (for merging files).
+            if self.grep is not None and self.grep.search(line) is None:
+                return False
+            self.last_time = line_time(line, self.fmt, self.local) or self.last_time
+            return True
         moment = line_time(line, self.fmt, self.local)
         if moment is not None:
             self.last_time = moment
-            if self.since is not None:
-                self._recent = moment >= self.since
+            self._recent = moment >= self.since
+            self.saw_older = self.saw_older or not self._recent
         if not self._recent:
             return False
         return self.grep is None or self.grep.search(line) is not None
-
-    def is_older_than_since(self, line: str) -> bool:
-        """Whether ``line`` carries a time before --since (so nothing earlier can match)."""
-        moment = line_time(line, self.fmt, self.local)
-        return self.since is not None and moment is not None and moment < self.since
 
 
 def prefix_width(labels: Iterable[str]) -> int:

@@ -91,21 +91,16 @@ def read_source(transport: Any, source: LogSource, options: LogOptions,
             cut = "its output was cut short; try again" if window.state == "failed" else ""
             return SourceRead(source, window.state, make_filter(source, UTC), error=cut)
         filt = make_filter(source, offset_zone(window.utc_offset))
-        raw = window.text.split("\n")
+        # Masked in one pass over the window, before --grep sees any line.
+        raw = masker(window.text).split("\n")
         partial = raw.pop()  # "" when the window ends with a newline
         if window.start > 0 and raw:
             raw = raw[1:]  # the window began inside this line
         if not options.follow and partial:
             raw, partial = [*raw, partial], ""
-        kept: list[tuple[datetime, str]] = []
-        reached_older = False
-        for line in raw:
-            shown = masker(line)
-            reached_older = reached_older or filt.is_older_than_since(shown)
-            if filt.accept(shown):
-                kept.append((filt.last_time or _OLDEST, shown))
+        kept = [(filt.last_time or _OLDEST, line) for line in raw if filt.accept(line)]
         more_in_file = window.start > 0
-        if len(kept) >= want or not more_in_file or reached_older or size >= MAX_WINDOW:
+        if len(kept) >= want or not more_in_file or filt.saw_older or size >= MAX_WINDOW:
             return SourceRead(source, "ok", filt, kept[-want:] if want else [],
                               offset=window.size, partial=partial,
                               capped=more_in_file and size >= MAX_WINDOW and len(kept) < want)
