@@ -121,6 +121,7 @@ class LineStream:
             yield pending.decode(errors="replace")
 
     def close(self) -> None:
+        """End the iteration and close the channel (the remote command sees its stdin close)."""
         self.closed_by_us = True
         try:
             self._channel.close()
@@ -335,7 +336,8 @@ class RecordingTransport:
         return Result(command, "", "", 0)
 
     def stream(self, command: str) -> LineStream:
-        return self.inner.stream(command)  # streams only read
+        """Streams only read (logs), so a dry run streams for real."""
+        return self.inner.stream(command)
 
     def close(self) -> None:
         self.inner.close()

@@ -22,8 +22,10 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from adapto_ops.inventory.secrets import parse_dotenv
 from tests.e2e_support import REPO, SECRET, Cli, adapto, cli_env, said, sandbox_marks
@@ -132,6 +134,28 @@ def test_nginx_access_shows_a_request_just_made(box: OpBox) -> None:
     both = box.cli("logs", "nginx", "--grep", token)
     assert both.returncode == 0, said(both)
     assert len(from_source(both, "nginx/access")) == 1
+
+
+def test_several_hosts_are_read_at_once_and_their_prefixes_line_up(box: OpBox) -> None:
+    def two_names_one_host(env: dict[str, Any]) -> None:
+        # A second inventory name for the same sandbox host (same files), so two SSH
+        # connections run side by side and their lines meet in one output.
+        fixed = yaml.safe_load(yaml.safe_dump(env).replace("{host}", HOST))
+        env.clear()
+        env.update(fixed)
+        env["hosts"].append({**env["hosts"][0], "name": "second-web"})
+
+    two = box.write_variant("two-hosts", two_names_one_host)
+    token = secrets.token_hex(6)
+    assert box.get(f"/api/health?two={token}").status_code == 200
+    result = adapto("logs", "nginx-access", "-e", ENV, "-i", str(two), "--grep", token)
+    assert result.returncode == 0, said(result)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2, said(result)
+    prefixes = {line.split(" | ", 1)[0] for line in lines}
+    assert prefixes == {"sandbox1 nginx/access  ", "second-web nginx/access"}
+    texts = {line.split(" | ", 1)[1] for line in lines}
+    assert len(texts) == 1 and f"two={token}" in texts.pop()
 
 
 def test_secret_values_in_log_lines_are_masked(box: OpBox) -> None:

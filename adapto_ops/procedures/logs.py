@@ -147,15 +147,18 @@ class Printer:
         self._lock = threading.Lock()
 
     def line(self, source: LogSource, text: str) -> None:
+        """One log line, prefixed with its host and file when there is more than one file."""
         with self._lock:
             sys.stdout.write(prefixed(source.where if self.prefix else None, self.width, text)
                              + "\n")
 
     def flush(self) -> None:
+        """Push buffered lines out (after a burst, so a follow shows them at once)."""
         sys.stdout.flush()
 
     @staticmethod
     def note(text: str) -> None:
+        """A line about the files (missing, unreadable, an error) on stderr."""
         sys.stderr.write(text + "\n")
         sys.stderr.flush()
 

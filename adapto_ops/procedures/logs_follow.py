@@ -57,6 +57,9 @@ def follow(transports: list[Any], reads: list[SourceRead], masker: Masker,
             streams.append(stream)
             threading.Thread(target=_pump, args=(index, stream, lines), daemon=True,
                              name=f"follow {read.source.where}").start()
+        if not followed:
+            printer.note("error: no log file to follow")
+            return EXIT_FAILED
         live = len(streams)
         while live:
             try:
