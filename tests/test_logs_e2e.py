@@ -9,12 +9,14 @@ create, then the real `logrotate -f` with the config `adapto render` makes).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -136,19 +138,65 @@ def test_nginx_access_shows_a_request_just_made(box: OpBox) -> None:
     assert len(from_source(both, "nginx/access")) == 1
 
 
+class Forwarder:
+    """A plain TCP forwarder on loopback: a second SSH address for the same sandbox host."""
+
+    def __init__(self, address: str, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server((address, 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        for sock in [self.listener, *self.sockets]:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
 def test_several_hosts_are_read_at_once_and_their_prefixes_line_up(box: OpBox) -> None:
+    forwarder = Forwarder(SLOT.address, (SLOT.address, SLOT.ssh_port))
+    known_hosts = box.sdir / "ssh" / "known_hosts"
+    pinned = known_hosts.read_text()
+    here, there = f"[{SLOT.address}]:{SLOT.ssh_port}", f"[{SLOT.address}]:{forwarder.port}"
+    known_hosts.write_text(pinned + pinned.replace(here, there))
+
     def two_names_one_host(env: dict[str, Any]) -> None:
-        # A second inventory name for the same sandbox host (same files), so two SSH
+        # The same sandbox host (same files) under a second name and SSH address, so two
         # connections run side by side and their lines meet in one output.
         fixed = yaml.safe_load(yaml.safe_dump(env).replace("{host}", HOST))
         env.clear()
         env.update(fixed)
-        env["hosts"].append({**env["hosts"][0], "name": "second-web"})
+        env["hosts"].append({**env["hosts"][0], "name": "second-web", "roles": ["web"],
+                             "port": forwarder.port})
 
-    two = box.write_variant("two-hosts", two_names_one_host)
-    token = secrets.token_hex(6)
-    assert box.get(f"/api/health?two={token}").status_code == 200
-    result = adapto("logs", "nginx-access", "-e", ENV, "-i", str(two), "--grep", token)
+    try:
+        two = box.write_variant("two-hosts", two_names_one_host)
+        token = secrets.token_hex(6)
+        assert box.get(f"/api/health?two={token}").status_code == 200
+        result = adapto("logs", "nginx-access", "-e", ENV, "-i", str(two), "--grep", token)
+    finally:
+        known_hosts.write_text(pinned)
+        forwarder.close()
     assert result.returncode == 0, said(result)
     lines = result.stdout.splitlines()
     assert len(lines) == 2, said(result)
@@ -242,6 +290,10 @@ def test_follow_sees_new_lines_across_rotations_and_ends_cleanly(box: OpBox) -> 
     follower = Follower(box, "backend", "--instance", str(FIRST))
     try:
         follower.wait_for(lambda line: f"before-{token}" in line)  # the backlog
+        deadline = time.monotonic() + 10
+        while not tails_left(log) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert tails_left(log), "no tail runs on the host while following"
         append(log, pm2_line(f"after-start-{token}"))
         line, latency = follower.wait_for(lambda line: f"after-start-{token}" in line)
         assert line.startswith(f"{HOST} {FIRST}/out")
