@@ -84,7 +84,7 @@ def read_source(transport: Any, source: LogSource, options: LogOptions,
                 masker: Masker) -> SourceRead:
     """The last ``options.wanted`` lines of one file that pass the filters."""
     want = options.wanted
-    size = max(FIRST_WINDOW, want * 512)
+    size = min(MAX_WINDOW, max(FIRST_WINDOW, want * 512))
     while True:
         window = cmd.parse_window(_window_output(transport, source.path, size))
         if window.state != "ok":
