@@ -312,6 +312,60 @@ def recover(
     run(body)
 
 
+# --- logs ----------------------------------------------------------------------
+
+
+class LogsWhat(str, Enum):
+    backend = "backend"
+    nginx = "nginx"
+    nginx_error = "nginx-error"
+    nginx_access = "nginx-access"
+
+
+@app.command()
+def logs(
+    what: Annotated[LogsWhat, typer.Argument(help="PM2's backend logs, or nginx's")],
+    env: EnvOpt = ...,  # type: ignore[assignment]
+    inventory: InventoryOpt = None,
+    host: HostOpt = None,
+    lines: Annotated[
+        int | None,
+        typer.Option("--lines", "-n", metavar="N", min=0,
+                     help="last N lines per file [default: 100; 10 with --follow]"),
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="keep printing new lines until Ctrl-C")
+    ] = False,
+    grep: Annotated[
+        str | None, typer.Option("--grep", "-g", metavar="RE", help="only lines matching "
+                                 "this Python regular expression")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", metavar="WHEN",
+                                 help="only lines since 10m, 2h, 1d or an ISO time (UTC)")
+    ] = None,
+    instance: Annotated[
+        int | None, typer.Option("--instance", metavar="PORT",
+                                 help="only the backend instance on this port")
+    ] = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Show the last lines of PM2's or nginx's log files over SSH, or follow them.
+
+    Lines from several files carry a 'host file |' prefix; secret values are masked.
+    Example: adapto logs backend -e sandbox --since 10m --grep 'ERROR|Traceback' -f
+    """
+
+    def body() -> None:
+        from adapto_ops.procedures.logs import LogOptions, run_logs
+
+        options = LogOptions(what=what.value, lines=lines, follow=follow, grep=grep,
+                             since=since, instance=instance)
+        _exit_with(run_logs(inventory=inventory, env_name=env, hosts=host, options=options))
+
+    run(body)
+
+
 # --- sandbox -------------------------------------------------------------------
 
 sandbox_app = typer.Typer(

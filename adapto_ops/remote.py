@@ -14,7 +14,7 @@ is assumed to change the host.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -85,7 +85,48 @@ class Transport(Protocol):
         progress: Progress | None = None,
     ) -> Result: ...
 
+    def stream(self, command: str) -> LineStream: ...
+
     def close(self) -> None: ...
+
+
+class LineStream:
+    """The lines a command prints on an SSH channel of its own, as they are written.
+
+    Iterate it from one thread; :meth:`close` (from any thread) closes the channel,
+    which ends the iteration and, on the host, the command's stdin.
+    """
+
+    def __init__(self, channel: Any, host: str) -> None:
+        self._channel = channel
+        self.host = host
+        self.closed_by_us = False
+
+    def __iter__(self) -> Iterator[str]:
+        pending = b""
+        self._channel.settimeout(0.5)  # so a close() from another thread is noticed
+        while not self.closed_by_us:
+            try:
+                chunk = self._channel.recv(1 << 16)
+            except TimeoutError:
+                continue
+            except (OSError, EOFError):
+                break
+            if not chunk:
+                break
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                yield line.decode(errors="replace")
+        if pending and not self.closed_by_us:
+            yield pending.decode(errors="replace")
+
+    def close(self) -> None:
+        """End the iteration and close the channel (the remote command sees its stdin close)."""
+        self.closed_by_us = True
+        try:
+            self._channel.close()
+        except (OSError, EOFError):
+            pass  # the connection is gone already
 
 
 class SSHTransport:
@@ -223,6 +264,28 @@ class SSHTransport:
             self._remote_shell = RemoteShell(transport, self.host.name)
         return self._remote_shell
 
+    def stream(self, command: str) -> LineStream:
+        """Run ``command`` on a channel of its own (not the shared shell) and stream its stdout.
+
+        For commands that do not end by themselves (``tail -F``): the command must end
+        when its stdin closes, which happens when the stream is closed.
+        """
+        import paramiko
+
+        try:
+            transport = self._connection.client.get_transport()
+            if transport is None or not transport.is_active():
+                self._drop_shell()
+                self._connection.close()
+                self._open()
+                transport = self._connection.client.get_transport()
+            channel = transport.open_session()
+            channel.exec_command(command)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise OperationFailed(f"{self.host.name}: {_short(command)}: SSH connection "
+                                  f"lost ({type(exc).__name__})") from None
+        return LineStream(channel, self.host.name)
+
     def close(self) -> None:
         if self._sftp is not None:
             try:
@@ -271,6 +334,10 @@ class RecordingTransport:
             RecordedCommand(self.host.name, command, what, len(stdin) if stdin else 0)
         )
         return Result(command, "", "", 0)
+
+    def stream(self, command: str) -> LineStream:
+        """Streams only read (logs), so a dry run streams for real."""
+        return self.inner.stream(command)
 
     def close(self) -> None:
         self.inner.close()

@@ -1,0 +1,1 @@
+"""Reading log files: pure line handling (times, filters, masking, prefixes)."""
