@@ -48,9 +48,10 @@ def process_rows(pm2: dict[str, Any]) -> list[tuple[str, str, str]]:
         if p["crash_loop"]:
             state = f"[bold red]CRASH LOOP[/] ({escape(p['status'])})"
         cpu = f"{p['cpu_percent']:.0f}%" if p["cpu_percent"] is not None else "?"
-        detail = (f"pid {p['pid'] or '-'}, up {human_age(p['uptime_s'])}, "
-                  f"{p['restarts']} restarts ({p['unstable_restarts']} unstable), "
-                  f"cpu {cpu}, mem {human_bytes(p['memory_bytes'])}")
+        restarts = f"{p['restarts']} restarts ({p['unstable_restarts']} unstable)"
+        detail = (f"pid {p['pid'] or '-'}, up {human_age(p['uptime_s'])}, {restarts}, "
+                  f"cpu {cpu}, mem {human_bytes(p['memory_bytes'])}"
+                  if p["status"] == "online" else restarts)
         rows.append((f"pm2 {p['name']}", state, detail))
     for name in pm2["not_in_pm2"]:
         rows.append((f"pm2 {name}", "[red]not in PM2[/]", "the instance is not running"))
