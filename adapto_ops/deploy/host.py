@@ -450,11 +450,11 @@ class HostDeployer:
                                      self.name))
             return []
         missing = facts.instances_not_online(backend.name, backend.ports)
+        self.started = missing  # set first: a failed start is still worth a history line
         if missing:
             self.reporter.emit(Event("warn", "start", f"not running: {', '.join(missing)}; "
                                      f"starting from release {backend_release}", self.name))
             self.rolling_restart(backend_release, names=missing)
-        self.started = missing
         return missing
 
     def _strays(self) -> dict[str, int | None]:
