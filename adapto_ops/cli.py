@@ -251,6 +251,29 @@ def releases(
 
 
 @app.command()
+def status(
+    env: EnvOpt = ...,  # type: ignore[assignment]
+    inventory: InventoryOpt = None,
+    host: HostOpt = None,
+    json_output: Annotated[bool, typer.Option("--json", help="one JSON object per host")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Show each host at a glance: PM2, nginx, release, certificate, firewall, disk, last deploy.
+
+    Reports only (exit 1 just for an unreachable host); `adapto health` judges.
+    Example: adapto status -e sandbox --json
+    """
+
+    def body() -> None:
+        from adapto_ops.procedures.status import run_status
+
+        _exit_with(run_status(inventory=inventory, env_name=env, hosts=host,
+                              as_json=json_output))
+
+    run(body)
+
+
+@app.command()
 def health(
     env: EnvOpt = ...,  # type: ignore[assignment]
     inventory: InventoryOpt = None,

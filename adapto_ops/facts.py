@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,6 +129,12 @@ class HostFacts:
     def instance(self, backend_name: str, port: int) -> Pm2Process | None:
         name = instance_name(backend_name, port)
         return next((p for p in self.pm2 or [] if p.name == name), None)
+
+    def instances_not_online(self, backend_name: str, ports: Iterable[int]) -> list[str]:
+        """Names of the backend's instances PM2 does not run online (all, if its daemon is down)."""
+        names = [instance_name(backend_name, port) for port in ports]
+        online = {p.name for p in self.pm2 or [] if p.online}
+        return [n for n in names if n not in online]
 
     def foreign_holder(self, port: int) -> PortHolder | None:
         """The listener on ``port`` when it is not one of PM2's processes (or their children)."""

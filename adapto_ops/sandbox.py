@@ -279,11 +279,20 @@ def _up_nginx(sh: SandboxHost, nginx: str) -> bool:
 
 
 def _up_pm2(sh: SandboxHost, pm2: str, node: str) -> bool:
+    """Start the PM2 daemon as a server's boot does, saved processes included.
+
+    On a production host PM2's systemd unit (`pm2 startup`) runs `pm2 resurrect`
+    at boot; `up` after `down` is the sandbox's reboot, so it does the same with
+    the list the last deploy saved (dump.pm2), when there is one.
+    """
     if pm2_pid(sh):
         return False
-    _must(sh.name, [pm2, "ping"], pm2_env(sh, node))  # starts the daemon, answers once it runs
+    env = pm2_env(sh, node)
+    _must(sh.name, [pm2, "ping"], env)  # starts the daemon, answers once it runs
     if not _wait(lambda: pm2_pid(sh), 10):
         raise OperationFailed(f"{sh.name}: the PM2 daemon did not start; see {sh.pm2_home}/pm2.log")
+    if (sh.pm2_home / "dump.pm2").is_file():
+        _must(sh.name, [pm2, "resurrect"], env)
     return True
 
 

@@ -46,6 +46,7 @@ from adapto_ops.deploy.manifest import (
 )
 from adapto_ops.errors import AdaptoError, OperationFailed
 from adapto_ops.events import Event, Reporter, Step
+from adapto_ops.facts import gather
 from adapto_ops.remote import CommandFailed, Transport
 from adapto_ops.render.configs import (
     UPSTREAM_FAIL_TIMEOUT_S,
@@ -158,6 +159,8 @@ class HostDeployer:
         self.lock_token: str | None = None
         # Instances the last rolling restart touched: a rollback replaces only these.
         self.replaced: list[str] = []
+        # Instances found not running and started by `start_missing`.
+        self.started: list[str] = []
 
     def step(self, step: str, message: str = "") -> Step:
         return Step(self.reporter, self.name, step, message)
@@ -428,6 +431,37 @@ class HostDeployer:
             self.t.run("\n".join(pm2_cmd.delete(n) for n in strays), what="remove old apps")
         return done
 
+    def start_missing(self, backend_release: str) -> list[str]:
+        """Start the instances PM2 does not run (a reboot without PM2's boot unit, a kill).
+
+        A deploy that changes nothing in the backend leaves running instances
+        alone, but must not leave dead ones dead: they are started one at a time
+        from ``backend_release``, each healthy before the next. Returns their names.
+        """
+        self.started = []
+        if self.dry_run:
+            return []
+        backend = self.env.backend
+        urls = [(f"http://{_url_host(backend.bind)}:{p}{backend.health_path}", "")
+                for p in backend.ports]
+        quick = self.t.run(http_probe(urls, 0), check=False, mutates=False,
+                           what="are the instances answering", timeout=30)
+        if all(p.ok for p in parse_probe(quick.stdout, urls)):
+            return []  # one try each, ~60 ms: the full facts read costs ten times that
+        facts = gather(self.t, self.target)
+        if facts.pm2_daemon and facts.pm2 is None:
+            # The daemon runs but its list is unreadable: do not start a second copy.
+            self.reporter.emit(Event("warn", "start", f"PM2 list unreadable ({facts.pm2_error})",
+                                     self.name))
+            return []
+        missing = facts.instances_not_online(backend.name, backend.ports)
+        self.started = missing  # set first: a failed start is still worth a history line
+        if missing:
+            self.reporter.emit(Event("warn", "start", f"not running: {', '.join(missing)}; "
+                                     f"starting from release {backend_release}", self.name))
+            self.rolling_restart(backend_release, names=missing)
+        return missing
+
     def _strays(self) -> dict[str, int | None]:
         """PM2 apps of this backend outside the new instance set, with the PORT they use.
 
@@ -486,15 +520,36 @@ class HostDeployer:
             if doomed:
                 parts.append(rel.remove_releases(self.layout, doomed))
             parts.append(rel.prune_deps(self.layout, hashes))
-        if restarted:  # so that a reboot (pm2 resurrect) brings back what runs now
-            parts.append(pm2_cmd.save())
+        parts += self.persistence(restarted)
         if self.lock_token:
             parts.append(rel.release_lock(self.layout, self.lock_token))
         result = self.t.run(" ; ".join(f"( {p} )" for p in parts),
                             stdin=(json.dumps(history) + "\n").encode(), check=False,
                             what="finish (history, prune, unlock)")
+        self.warn_startup_failed(result.stdout)
         if result.ok:
             self.lock_token = None
+
+    def persistence(self, restarted: bool) -> list[str]:
+        """Commands so that a reboot brings back what runs now (`pm2 save`, `pm2 startup`).
+
+        A production host gets PM2's systemd boot unit (once) and a saved list after
+        every deploy; a sandbox only the saved list when instances changed: its boot is
+        `adapto sandbox up`, and `pm2 startup` would install a unit on this machine.
+        """
+        production = self.env.sandbox is None
+        parts = [pm2_cmd.save()] if restarted or production else []
+        if production:
+            parts.append(pm2_cmd.ensure_startup(self.target.host.user))
+        return parts
+
+    def warn_startup_failed(self, stdout: str) -> None:
+        """A warning when the output of :meth:`persistence`'s commands says `pm2 startup` failed."""
+        if pm2_cmd.STARTUP_FAILED in stdout:
+            self.reporter.emit(Event("warn", "pm2 startup", "could not install PM2's boot unit; "
+                                     f"run `pm2 startup systemd -u {self.target.host.user}` on "
+                                     "the host as root, or processes stay down after a reboot",
+                                     self.name))
 
 
 def prune_plan(state: HostState, new: ReleaseInfo, keep: int) -> tuple[list[str], list[str]]:

@@ -223,7 +223,9 @@ def deploy(selection: Selection, options: DeployOptions, reporter: Reporter) -> 
             for o, p in zip(report.outcomes, prepared, strict=True):
                 o.result, o.release = "unchanged", p.unchanged_from
             reporter.emit(Event("info", "unchanged", "every host already runs this content; "
-                                "nothing to do (--force deploys anyway)"))
+                                "nothing to ship (--force deploys anyway); checking it serves"))
+            _serve_unchanged(deployers, states, prepared, report, options, artifacts.deployer,
+                             started)
             report.duration_s = time.perf_counter() - started
             return report
         if any(p.unchanged_from for p in prepared):
@@ -248,6 +250,8 @@ def deploy(selection: Selection, options: DeployOptions, reporter: Reporter) -> 
             activated.append(i)
             if prep.restart_backend:
                 d.rolling_restart(prep.backend_release)
+            else:  # the backend did not change, but dead instances must not stay dead
+                d.start_missing(prep.backend_release)
 
         # Hosts switch and restart in batches (all at once by default); each batch must
         # pass its health gate before the next one starts.
@@ -283,10 +287,47 @@ def deploy(selection: Selection, options: DeployOptions, reporter: Reporter) -> 
                 "action": f"deploy {options.what}", "result": o.result,
                 "duration_s": round(report.duration_s, 2), "previous": o.previous,
                 "bytes_sent": o.bytes_sent, "error": o.error,
-            }, live=o.result == "ok", restarted=prepared[i].restart_backend)
+            }, live=o.result == "ok", restarted=prepared[i].restart_backend or bool(
+                deployers[i].started))
 
         parallel(indexes, finish)
     return report
+
+
+def _serve_unchanged(deployers: list[HostDeployer], states: list[HostState],
+                     prepared: list[Prepared], report: DeployReport, options: DeployOptions,
+                     user: str, started: float) -> None:
+    """Nothing to ship, yet the release must serve: start dead instances, then gate.
+
+    After a reboot that PM2 did not survive, the live release is exactly this
+    content while no instance runs; "unchanged" must not mean "healthy". A host
+    that fails the gate is reported failed (exit 1); there is nothing to roll back.
+    """
+
+    def serve(i: int) -> list[str]:
+        d, prep = deployers[i], prepared[i]
+        d.start_missing(prep.backend_release)
+        return d.gate()
+
+    for i, result in enumerate(parallel(list(range(len(deployers))), serve)):
+        o, d = report.outcomes[i], deployers[i]
+        failures = [_message(result)] if isinstance(result, BaseException) else result
+        if failures:
+            o.result, o.error = "failed", "; ".join(failures)
+        persist = d.persistence(restarted=bool(d.started))
+        if d.started:
+            # Worth a history line: the host was not serving and adapto changed that.
+            d.finish(states[i], states[i].release(o.release) or ReleaseInfo(str(o.release),
+                                                                             True, None), 0, {
+                "release": o.release, "user": user, "time": _now(),
+                "action": f"deploy {options.what} (unchanged)",
+                "result": "ok" if o.result == "unchanged" else o.result,
+                "started": d.started, "error": o.error,
+                "duration_s": round(time.perf_counter() - started, 2),
+            }, live=False, restarted=True)
+        elif persist and not isinstance(result, BaseException):
+            d.warn_startup_failed(d.t.run(" ; ".join(persist), check=False,
+                                    what="pm2 save and startup").stdout)
 
 
 def _now() -> str:
