@@ -349,6 +349,36 @@ def monitor(
     run(body)
 
 
+@app.command()
+def recover(
+    what: Annotated[str, typer.Argument(metavar="backend|nginx", help="what to bring back")],
+    env: EnvOpt = ...,  # type: ignore[assignment]
+    inventory: InventoryOpt = None,
+    host: HostOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="read the state, print the commands; change nothing")
+    ] = False,
+    yes: YesOpt = False,
+    json_output: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run the runbook's recovery: each step checked, escalating only while it still fails.
+
+    backend: restart only the failing PM2 instances one at a time (or bring them back
+    from the current release if the PM2 daemon is gone); nginx: nginx -t, the last good
+    site config back, reload, start or restart. Exit 0 when healthy at the end, else 1
+    naming what still fails. Example: adapto recover backend -e sandbox
+    """
+
+    def body() -> None:
+        from adapto_ops.procedures.recover import run_recover
+
+        _exit_with(run_recover(inventory=inventory, env_name=env, hosts=host, what=what,
+                               dry_run=dry_run, yes=yes, as_json=json_output))
+
+    run(body)
+
+
 # --- sandbox -------------------------------------------------------------------
 
 sandbox_app = typer.Typer(

@@ -22,3 +22,22 @@ def save() -> str:
 
 def jlist() -> str:
     return "pm2 jlist"
+
+
+def start_only(ecosystem: str, names: list[str]) -> str:
+    """Start several apps of an ecosystem file; the first `pm2 start` launches the daemon."""
+    return "\n".join(start(ecosystem, name) for name in names)
+
+
+def log_tail(log_dir: str, name: str, lines: int) -> str:
+    """The last ``lines`` of an app's newest error and out logs, each under a ``==> file <==``.
+
+    PM2 may add the app's id to the file name (``<name>-error-3.log``), and a
+    deleted and restarted app gets a new id, so the newest matching file is it.
+    """
+    base = shlex.quote(f"{log_dir}/{name}")
+    return "; ".join(
+        f'f=$(ls -t {base}-{kind}*.log 2>/dev/null | head -n 1); '
+        f'if [ -n "$f" ]; then echo "==> $f <=="; tail -n {int(lines)} "$f"; fi'
+        for kind in ("error", "out")
+    )
