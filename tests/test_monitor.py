@@ -114,6 +114,16 @@ def test_checks_resolving_in_different_rounds_send_one_resolved_message() -> Non
     assert [n.kind for n in recorder.notices] == ["alert", "resolved"]
 
 
+def test_the_alert_lists_checks_failing_below_the_threshold_too() -> None:
+    first = [result("api"), result("instance-3001", "fail"), result("instance-3002")]
+    rounds = [first, first, backend("fail")]
+    m, recorder, _ = monitor(rounds)
+    for _ in rounds:
+        m.round()
+    [alert] = recorder.notices
+    assert "3 check(s) failing" in alert.text and "instance-3002" in alert.text
+
+
 def test_group_per_check_alerts_each_check() -> None:
     rounds = [backend("fail")] * 3
     m, recorder, _ = monitor(rounds, group="check")

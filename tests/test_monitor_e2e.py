@@ -73,7 +73,7 @@ def test_a_stopped_backend_gives_one_alert_and_one_resolved_message(
         to_alert = telegram.messages[0].at - fault_at
         print(f"\ntime from fault to alert: {to_alert:.2f} s")
         alert = telegram.texts()[0]
-        assert alert.startswith(f"ALERT {ENV}: sandbox1") and "api via nginx" in alert
+        assert alert.startswith(f"ALERT {ENV}: sandbox1") and "ECONNREFUSED" in alert
         assert f"adapto recover backend -e {ENV}" in alert
         assert TOKEN not in run.out.read_text() + run.err.read_text()
         # While it is down: --once fails, and the metrics say so.
@@ -127,3 +127,23 @@ def test_missing_alert_secrets_are_one_line_and_exit_2(box: OpBox,
     result = adapto("monitor", "-e", ENV, "-i", str(inventory), "--once")
     assert result.returncode == 2, said(result)
     assert "TELEGRAM_BOT_TOKEN" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_auto_recover_brings_the_backend_back_once(box: OpBox, telegram: FakeTelegram) -> None:
+    inventory = monitor_inventory(box, telegram)
+    with monitor_running(box, inventory, "--interval", "1", "--json", "--auto-recover") as run:
+        assert run.wait_rounds(1, 60, healthy=True), run.said()
+        stop_backend(box)
+        try:
+            assert telegram.wait_for(2, 90), run.said()
+        finally:
+            if len(telegram.texts()) < 2:
+                start_backend(box)
+        time.sleep(2)
+    texts = telegram.texts()
+    assert len(texts) == 2, texts
+    assert f"auto-recover: adapto recover backend -e {ENV}" in texts[0]
+    assert "auto-recover: backend ended healthy" in texts[1], texts[1]
+    recovers = [e for r in run.rounds() for e in r["events"] if e["event"] == "recover"]
+    assert [(e["what"], e["healthy"]) for e in recovers] == [("backend", True)], recovers
+    assert all(a["status"] == "online" for a in box.pm2_apps().values())

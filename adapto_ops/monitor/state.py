@@ -115,6 +115,14 @@ class Tracker:
                     transition = self._resolve(result, cid, now)
                     if transition is not None:
                         resolved.append(transition)
+        # The alert names everything failing in its group this round, not only the
+        # checks past the threshold: instances stopped one after the other cross it
+        # in different rounds, and the person paged should see the whole picture.
+        for transition in opened:
+            incident = transition.incident
+            for result in results:
+                if is_failure(result) and self.group_of(result) == incident.group:
+                    incident.failing.setdefault(check_id(result), result)
         return opened + resolved
 
     def _trigger(self, result: CheckResult, cid: str, state: CheckState,

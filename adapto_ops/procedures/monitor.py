@@ -69,21 +69,12 @@ def checks_and_deploys(selection: Selection) -> tuple[Any, Any, Any]:
 
 def recoverer(selection: Selection, inventory: str | None) -> Any:
     """(host, what) -> ended healthy, through `adapto recover` on that host alone."""
-    try:
-        from adapto_ops.recover import recover  # type: ignore[import-not-found]
-    except ImportError:
-        raise AdaptoError("--auto-recover needs `adapto recover`, which this adapto lacks; "
-                          "run without --auto-recover") from None
     from adapto_ops.events import ListReporter
+    from adapto_ops.recover import recover
 
     def run_recover(host: str, what: str) -> bool:
         one = select(inventory, selection.env_name, [host])
-        report = recover(one, what, ListReporter(), dry_run=False)
-        ok = getattr(report, "ok", None)
-        if isinstance(ok, bool):
-            return ok
-        hosts = getattr(report, "hosts", None) or []
-        return bool(hosts) and all(getattr(h, "healthy", False) for h in hosts)
+        return recover(one, what, ListReporter(), dry_run=False).healthy
 
     return run_recover
 
