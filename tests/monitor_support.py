@@ -87,11 +87,16 @@ def monitor_running(box: OpBox, inventory: Path, *args: str,
                 proc.wait()
 
 
-def stop_backend(box: OpBox) -> float:
-    """Stop every backend instance (PM2 keeps them stopped); the time the fault was in place."""
+def stop_backend(box: OpBox) -> tuple[float, float]:
+    """Stop every backend instance (PM2 keeps them stopped).
+
+    Returns when `pm2 stop` began and when it returned: the instances die
+    somewhere in between, so the two bound the moment of the fault.
+    """
+    began = time.time()
     stopped = box.pm2("stop", "all")
     assert stopped.returncode == 0, stopped.stderr
-    return time.time()
+    return began, time.time()
 
 
 def start_backend(box: OpBox) -> None:
@@ -100,9 +105,13 @@ def start_backend(box: OpBox) -> None:
 
 
 def fault_to_alert(box: OpBox, fake: FakeTelegram, run: MonitorRun,
-                   timeout: float = 30) -> float:
-    """Seconds from the backend being down to the alert reaching the (fake) Telegram."""
+                   timeout: float = 30) -> tuple[float, float]:
+    """Seconds from the backend going down to the alert reaching the (fake) Telegram.
+
+    (from `pm2 stop` starting, from it returning): an upper and a lower bound.
+    """
     before = len(fake.texts())
-    at = stop_backend(box)
+    began, done = stop_backend(box)
     assert fake.wait_for(before + 1, timeout), f"no alert in {timeout} s\n{run.said()}"
-    return fake.messages[before].at - at
+    at = fake.messages[before].at
+    return at - began, at - done

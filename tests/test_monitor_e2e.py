@@ -68,7 +68,7 @@ def test_a_stopped_backend_gives_one_alert_and_one_resolved_message(
                          "--metrics", f"{SLOT.address}:0") as run:
         assert run.wait_rounds(2, 60, healthy=True), run.said()
         assert telegram.texts() == []
-        fault_at = stop_backend(box)
+        fault_at, _ = stop_backend(box)
         assert telegram.wait_for(1, 30), run.said()
         to_alert = telegram.messages[0].at - fault_at
         print(f"\ntime from fault to alert: {to_alert:.2f} s")
