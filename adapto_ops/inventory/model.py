@@ -130,6 +130,8 @@ class Host(Strict):
     ] = ["web", "backend"]
     # Where nginx on a web host reaches this host's backend instances.
     private_address: Annotated[str, AfterValidator(_backend_address)] = "127.0.0.1"
+    # "local": adapto runs on this host itself (the installed monitor) and needs no SSH.
+    connection: Literal["ssh", "local"] = "ssh"
 
 
 class Paths(Strict):
