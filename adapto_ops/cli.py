@@ -255,18 +255,27 @@ def health(
     env: EnvOpt = ...,  # type: ignore[assignment]
     inventory: InventoryOpt = None,
     host: HostOpt = None,
-    json_output: JsonOpt = False,
+    json_output: Annotated[bool, typer.Option(
+        "--json", help="one application/health+json document")] = False,
+    junit: Annotated[Path | None, typer.Option(
+        "--junit", metavar="FILE", help="also write JUnit XML (one testsuite per host)")] = None,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="warnings (budget exceeded, certificate < 14 days) fail too")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Check /api/health and / through nginx over TLS and every instance, against the budgets.
+    """Check what users see and what the hosts run, all at once: HTTPS page and API
+    (certificate verified, budgets), HTTP->HTTPS, HSTS, certificate days, a WebSocket
+    echo; on each host every instance, PM2, nginx -t and disk.
 
-    Exit 1 if any check fails or is slower than its budget. Example: adapto health -e sandbox
+    Each failure names its kind and the next command. Exit 1 on any failure
+    (warnings too with --strict). Example: adapto health -e sandbox --junit health.xml
     """
 
     def body() -> None:
         from adapto_ops.procedures.health import run_health
 
-        _exit_with(run_health(inventory=inventory, env_name=env, hosts=host, as_json=json_output))
+        _exit_with(run_health(inventory=inventory, env_name=env, hosts=host, as_json=json_output,
+                              junit=junit, strict=strict))
 
     run(body)
 

@@ -113,6 +113,7 @@ class HostFacts:
     listeners: dict[int, PortHolder] = field(default_factory=dict)
     last_deploy: dict[str, Any] | None = None
     read_s: float = 0.0
+    probe_output: str = ""  # what the probe run beside the reads printed (see gather)
 
     @property
     def nginx_running(self) -> bool:
@@ -266,12 +267,18 @@ def parse_facts(host: str, stdout: str, read_s: float = 0.0) -> HostFacts:
         listeners=parse_listeners(s.get("listeners", "")),
         last_deploy=last if isinstance(last, dict) else None,
         read_s=read_s,
+        probe_output=s.get("probe", ""),
     )
 
 
-def gather(transport: Transport, target: Target) -> HostFacts:
-    """Read every fact of one host in one round trip."""
+def gather(transport: Transport, target: Target, *, probe: str | None = None,
+           stdin: bytes | None = None) -> HostFacts:
+    """Read every fact of one host in one round trip.
+
+    ``probe``: a command run on the host at the same time (its output lands in
+    ``probe_output``), fed ``stdin``.
+    """
     started = time.perf_counter()
-    result = transport.run(facts_cmd.gather(target.env, target.host.user), check=False,
-                           mutates=False, what="read host facts", timeout=60)
+    result = transport.run(facts_cmd.gather(target.env, target.host.user, probe), check=False,
+                           stdin=stdin, mutates=False, what="read host facts", timeout=60)
     return parse_facts(target.host.name, result.stdout, time.perf_counter() - started)

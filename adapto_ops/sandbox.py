@@ -52,7 +52,7 @@ from adapto_ops.sandbox_files import (
     sshd_pid,
     tcp_open,
 )
-from adapto_ops.tls import write_self_signed
+from adapto_ops.tls import issued_by, write_ca, write_signed
 
 CERT_MIN_DAYS = 7
 STOP_GRACE_S = 10.0
@@ -205,20 +205,35 @@ def _ensure_dirs(sh: SandboxHost) -> None:
             marker.write_text(f"made by `adapto sandbox up` for {sh.env_name}/{sh.name}\n")
 
 
+def ca_paths(sh: SandboxHost) -> tuple[Path, Path]:
+    """The sandbox CA's certificate (``health.ca_file`` when set) and its key beside it."""
+    ca = Path(sh.env.health.ca_file) if sh.env.health.ca_file else sh.sdir / "tls" / "ca.pem"
+    return ca, ca.with_suffix(".key")
+
+
 def _ensure_cert(sh: SandboxHost) -> bool:
-    """A self-signed pair for the site, renewed when missing or near expiry; True if new."""
+    """The site's pair signed by the sandbox CA, renewed when missing, near expiry, not for
+    the server names, or not issued by that CA (an older sandbox's self-signed leaf);
+    True if new."""
     from cryptography import x509
 
     cert = Path(sh.env.nginx.certificate_path)
     key = Path(sh.env.nginx.certificate_key_path)
-    if cert.is_file() and key.is_file():
+    ca, ca_key = ca_paths(sh)
+    if not (ca.is_file() and ca_key.is_file()):
+        write_ca(f"adapto sandbox CA {sh.env_name}/{sh.name}", ca, ca_key)
+    elif cert.is_file() and key.is_file() and issued_by(cert, ca):
         try:
-            expires = x509.load_pem_x509_certificate(cert.read_bytes()).not_valid_after_utc
-            if expires - dt.datetime.now(dt.UTC) > dt.timedelta(days=CERT_MIN_DAYS):
+            leaf = x509.load_pem_x509_certificate(cert.read_bytes())
+            names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName) \
+                .value.get_values_for_type(x509.DNSName)
+            fresh = leaf.not_valid_after_utc - dt.datetime.now(dt.UTC) \
+                > dt.timedelta(days=CERT_MIN_DAYS)
+            if fresh and set(sh.env.nginx.server_names) <= set(names):
                 return False
-        except ValueError:
-            pass  # unreadable: replace it
-    write_self_signed([*sh.env.nginx.server_names, sh.host.address], cert, key, days=30)
+        except (ValueError, x509.ExtensionNotFound):
+            pass  # unreadable or nameless: replace it
+    write_signed([*sh.env.nginx.server_names, sh.host.address], cert, key, ca, ca_key, days=30)
     return True
 
 

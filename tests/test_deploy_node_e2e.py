@@ -91,7 +91,8 @@ def inventory_data(base: Path) -> dict[str, Any]:
                        "allow": [f"{p}/tcp" for p in (SSH_PORT, HTTP_PORT, HTTPS_PORT)],
                        "deny": [f"{p}/tcp" for p in PORTS]}
     env["health"] = {**(env.get("health") or {}), "instance_start_timeout_s": START_TIMEOUT_S}
-    env["secrets"] = {"names": [SECRET], "file": str(base / ".adapto" / "secrets.env")}
+    env["secrets"] = {"names": [SECRET, "ADAPTO_PROBE_TOKEN"],
+                      "file": str(base / ".adapto" / "secrets.env")}
     data["environments"] = {ENV: env}
     return data
 

@@ -77,7 +77,7 @@ LISTENER_SH = (
 )
 
 SECTIONS = ("pm2_daemon", "pm2", "pm2_startup", "nginx_running", "nginx_test", "release",
-            "certificate", "disk", "ufw", "listeners", "history")
+            "certificate", "disk", "ufw", "listeners", "history", "probe")
 
 
 def pm2_home() -> str:
@@ -96,14 +96,20 @@ def pm2_processes() -> str:
     return f"pm2 jlist 2>&1 | node -e {q(PM2_REDUCE_JS)}"
 
 
-def gather(env: Environment, user: str) -> str:
-    """The whole read, one section after another; every part tolerates failure."""
+def gather(env: Environment, user: str, probe: str | None = None) -> str:
+    """The whole read, one section after another; every part tolerates failure.
+
+    ``probe`` (e.g. the instance health probes) runs in the background while the
+    facts are read, and its output becomes the ``probe`` section: `health` gets
+    both in one round trip and the time of the slower, not of the two added up.
+    It alone gets the command's stdin (the probe token); the reads get /dev/null.
+    """
     nginx = env.nginx
     root = env.paths.root
     pid = q(nginx_cmd.pid_file(nginx))
     cert = q(nginx.certificate_path)
     ports = " ".join(str(p) for p in env.backend.ports)
-    return "\n".join([
+    reads = "\n".join([
         "echo @@pm2_daemon",
         f"if {pm2_daemon_alive()}; then echo yes; else echo no; fi",
         "echo @@pm2",
@@ -133,5 +139,19 @@ def gather(env: Environment, user: str) -> str:
         f"for p in {ports}; do " + LISTENER_SH + "; done",
         "echo @@history",
         f"tail -n 1 {q(root + '/.adapto/history.jsonl')} 2>/dev/null",
+    ])
+    if probe is None:
+        return f"{reads}\necho @@end"
+    # sh gives a background job /dev/null as stdin before its own redirections,
+    # so `<&0` would not do: stdin goes through fd 3.
+    return "\n".join([
+        "exec 3<&0",
+        "__adapto_probe=$(mktemp)",
+        f"{{ {probe}\n}} <&3 3<&- > \"$__adapto_probe\" 2>&1 &",
+        "exec 3<&-",
+        f"{{ {reads}\n}} < /dev/null",
+        "wait",
+        "echo @@probe",
+        'cat "$__adapto_probe"; rm -f "$__adapto_probe"',
         "echo @@end",
     ])

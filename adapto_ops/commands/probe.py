@@ -1,8 +1,13 @@
 """HTTP(S) health probes that run on the host itself, with node (PM2 needs it anyway).
 
 One node process checks every URL concurrently, retrying each until it
-answers 200 or the deadline passes, then prints one JSON line:
-[{"url": ..., "status": 200, "ms": 12.3, "body": "..."} | {"url": ..., "error": "..."}].
+answers 200 or the deadline passes (a deadline of 0: one try), then prints one
+JSON line: [{"url": ..., "status": 200, "ms": 12.3, "body": "..."} |
+{"url": ..., "error": "...", "status": 503?}].
+
+With ``with_token``, node reads the environment's probe token from its stdin
+(never from argv, which every user of the host can read) and sends it as
+``X-Adapto-Probe``: nginx then exempts the probe from its rate limits.
 Running on the host reaches instances bound to 127.0.0.1 and checks nginx
 exactly as a client on that machine would, in a single SSH round trip.
 """
@@ -14,23 +19,27 @@ import shlex
 from dataclasses import dataclass
 
 PROBE_JS = r"""
-const [timeoutMs, ...specs] = process.argv.slice(1);
+const [withToken, timeoutMs, ...specs] = process.argv.slice(1);
 const deadline = Date.now() + Number(timeoutMs);
+const token = withToken === '1' ? require('fs').readFileSync(0, 'utf8').trim() : '';
 function probe(spec) {
   const [url, servername] = spec.split('|');
   const u = new URL(url);
   const mod = require(u.protocol === 'https:' ? 'https' : 'http');
   return new Promise((resolve) => {
-    let last = 'no answer';
-    function retry(why) {
+    let last = 'no answer', lastStatus = null;
+    function retry(why, status) {
       last = why;
-      if (Date.now() > deadline) return resolve({url, error: last});
+      lastStatus = status || null;
+      if (Date.now() >= deadline) return resolve({url, error: last, status: lastStatus});
       setTimeout(once, 150);
     }
     function once() {
       const started = process.hrtime.bigint();
-      const options = {timeout: 5000, agent: false, rejectUnauthorized: false};
-      if (servername) { options.servername = servername; options.headers = {Host: servername}; }
+      const options = {timeout: 5000, agent: false, rejectUnauthorized: false,
+                       headers: {'User-Agent': 'adapto-probe'}};
+      if (servername) { options.servername = servername; options.headers.Host = servername; }
+      if (token) options.headers['X-Adapto-Probe'] = token;
       const req = mod.get(url, options, (res) => {
         let body = '';
         res.setEncoding('utf8');
@@ -40,7 +49,7 @@ function probe(spec) {
           if (res.statusCode === 200) {
             return resolve({url, status: 200, ms, body: body.slice(0, 1000)});
           }
-          retry(`HTTP ${res.statusCode} ${body.slice(0, 200)}`);
+          retry(`HTTP ${res.statusCode} ${body.slice(0, 200)}`, res.statusCode);
         });
       });
       req.on('timeout', () => req.destroy(new Error('timeout')));
@@ -63,12 +72,17 @@ class ProbeResult:
     ms: float | None = None
     error: str | None = None
     body: str = ""
+    status: int | None = None  # the last HTTP status, when there was an answer
 
 
-def http_probe(urls: list[tuple[str, str]], timeout_s: float) -> str:
-    """Wait up to ``timeout_s`` for every (url, TLS server name or "") to answer 200."""
+def http_probe(urls: list[tuple[str, str]], timeout_s: float, *, with_token: bool = False) -> str:
+    """Wait up to ``timeout_s`` for every (url, TLS server name or "") to answer 200.
+
+    ``with_token``: the probe token is read from stdin and sent as X-Adapto-Probe.
+    """
     specs = [f"{url}|{servername}" for url, servername in urls]
-    return shlex.join(["node", "-e", PROBE_JS, str(int(timeout_s * 1000)), *specs])
+    return shlex.join(["node", "-e", PROBE_JS, "1" if with_token else "0",
+                       str(int(timeout_s * 1000)), *specs])
 
 
 def parse_probe(stdout: str, urls: list[tuple[str, str]]) -> list[ProbeResult]:
@@ -80,6 +94,6 @@ def parse_probe(stdout: str, urls: list[tuple[str, str]]) -> list[ProbeResult]:
         return [ProbeResult(url, False, error=why) for url, _ in urls]
     return [
         ProbeResult(r["url"], r.get("status") == 200, r.get("ms"), r.get("error"),
-                    r.get("body", ""))
+                    r.get("body", ""), r.get("status"))
         for r in raw
     ]

@@ -145,13 +145,15 @@ class HostDeployer:
     """Deploy, activate, check and roll back releases on one host."""
 
     def __init__(self, transport: Transport, target: Target, reporter: Reporter,
-                 *, dry_run: bool = False) -> None:
+                 *, dry_run: bool = False, probe_token: str | None = None) -> None:
         self.t = transport
         self.target = target
         self.env = target.env
         self.layout = target.layout
         self.reporter = reporter
         self.dry_run = dry_run
+        # Sent (on stdin) with every health probe, so nginx's rate limits let it through.
+        self.probe_token = probe_token
         self.name = target.host.name
         self.lock_token: str | None = None
         # Instances the last rolling restart touched: a rollback replaces only these.
@@ -238,7 +240,7 @@ class HostDeployer:
         backend_release = release_id if restart_backend else (
             previous.backend_release if previous else release_id)
         ecosystem = render_pm2(self.target, release_dir)
-        nginx_file = render_nginx(self.target)
+        nginx_file = render_nginx(self.target, self.probe_token)
         identity = content_hash(
             manifest, deps_hash,
             [env_file.text, nginx_file.text, ecosystem_shape],
@@ -408,8 +410,11 @@ class HostDeployer:
                 if self.dry_run:
                     self.t.run(script, what=f"restart {name}")
                     continue
-                result = self.t.run(f"{script}\n{http_probe([(url, '')], timeout)}",
-                                    check=False, what=f"restart {name}", timeout=timeout + 60)
+                # stdin (the probe token) is the probe's alone, not PM2's.
+                probe = http_probe([(url, "")], timeout, with_token=True)
+                result = self.t.run(f"{{ {script}\n}} < /dev/null\n{probe}", check=False,
+                                    stdin=self._token_stdin(), what=f"restart {name}",
+                                    timeout=timeout + 60)
                 probe = parse_probe(result.stdout, [(url, "")])[0]
                 if not probe.ok:
                     raise HealthFailed(f"{self.name}: {name} not healthy on {url} after "
@@ -447,6 +452,9 @@ class HostDeployer:
             strays[str(name)] = int(port) if port.isdigit() else None
         return strays
 
+    def _token_stdin(self) -> bytes:
+        return (self.probe_token or "").encode()
+
     # --- 4. gate ------------------------------------------------------------------------
 
     def gate(self) -> list[str]:
@@ -455,7 +463,8 @@ class HostDeployer:
             return []
         with self.step("health", "through nginx and on every instance") as s:
             urls = health_urls(self.target)
-            result = self.t.run(http_probe(urls, 5), check=False, mutates=False,
+            result = self.t.run(http_probe(urls, 5, with_token=True), check=False,
+                                mutates=False, stdin=self._token_stdin(),
                                 what="health checks", timeout=60)
             probes: list[ProbeResult] = parse_probe(result.stdout, urls)
             failures = [f"{p.url}: {p.error}" for p in probes if not p.ok]

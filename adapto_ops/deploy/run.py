@@ -29,8 +29,9 @@ from adapto_ops.deploy.host import (
 )
 from adapto_ops.errors import AdaptoError, OperationFailed
 from adapto_ops.events import Event, Reporter, Step
+from adapto_ops.inventory.secrets import mask
 from adapto_ops.remote import RecordingTransport, SSHTransport, Transport
-from adapto_ops.render.configs import Target, render_env
+from adapto_ops.render.configs import Target, probe_token_value, render_env
 from adapto_ops.selection import Selection
 
 T = TypeVar("T")
@@ -143,10 +144,12 @@ class Session:
                 for transport in transports:
                     transport.close()
                 raise errors[0]
+        secret_values = self.selection.secrets()
         for target, transport in zip(targets, transports, strict=True):
             wrapped: Transport = RecordingTransport(transport) if self.dry_run else transport
             self.deployers.append(HostDeployer(wrapped, target, self.reporter,
-                                               dry_run=self.dry_run))
+                                               dry_run=self.dry_run, probe_token=probe_token_value(
+                                                   target, secret_values)))
         return self
 
     def lock(self, command: str, break_lock: bool) -> list[HostState]:
@@ -369,6 +372,9 @@ def _dry_run_report(report: DeployReport, deployers: list[HostDeployer],
                                (ecosystem_now, ecosystem_new)):
             old = d.t.run(f"cat {path} 2>/dev/null || true", mutates=False, check=False).stdout
             if old != new_text:
+                if d.probe_token:  # a secret: the diff shows where it is, never what
+                    old, new_text = (text.replace(d.probe_token, mask(d.probe_token))
+                                     for text in (old, new_text))
                 diff = "".join(difflib.unified_diff(
                     old.splitlines(keepends=True), new_text.splitlines(keepends=True),
                     fromfile=f"{d.name}:{path} (now)", tofile=f"{d.name}:{path} (new)"))

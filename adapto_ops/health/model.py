@@ -34,6 +34,7 @@ class CheckResult:
     kind: str | None = None  # one of KINDS when status is not pass
     next_command: str | None = None  # what to run next, when status is not pass
     duration_ms: float | None = None  # how long the check itself took
+    endpoint: str | None = None  # the URL checked, when there is one
     time: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                             time.gmtime()))
 
@@ -43,6 +44,7 @@ class CheckResult:
         return f"{self.component}:{self.measurement}"
 
     def as_dict(self) -> dict[str, Any]:
+        """Every field, as plain JSON-able values."""
         return asdict(self)
 
 

@@ -384,6 +384,19 @@ def _environment_problems(at: Loc, env: Environment) -> list[Problem]:
                         f"{var} is required by the backend but has no source",
                         "add it to secrets.names (secret) or backend.env (plain value)")
             )
+    token = env.health.probe_token
+    if token and token not in env.secrets.names:
+        problems.append(
+            Problem(at + ("health", "probe_token"),
+                    f"{token} is the probe token but not a secret",
+                    f"add {token} to secrets.names")
+        )
+    if env.health.disk_fail_percent > env.health.disk_warn_percent:
+        problems.append(
+            Problem(at + ("health", "disk_fail_percent"),
+                    "disk_fail_percent is above disk_warn_percent",
+                    "fail below a smaller free share than the warning, e.g. 5 and 15")
+        )
     for i, var in enumerate(env.secrets.names):
         if var in env.backend.env:
             problems.append(

@@ -350,6 +350,17 @@ class Health(Strict):
     timeout_s: Annotated[float, Field(gt=0, le=300)] = 10.0
     # A deploy waits this long for a restarted instance to answer its health check.
     instance_start_timeout_s: Annotated[float, Field(gt=0, le=600)] = 60.0
+    # The secret (named in secrets.names) adapto's probes send as X-Adapto-Probe;
+    # nginx's limit_req exempts requests carrying it, so a flood from the probes'
+    # own address cannot rate-limit the deploy's health gate into a rollback.
+    probe_token: EnvVarName | None = None
+    # A CA bundle to verify the site's certificate with (the sandbox's own CA);
+    # None: the system's trust store.
+    ca_file: AbsPath | None = None
+    certificate_warn_days: Annotated[int, Field(ge=0)] = 14
+    # Free space under paths.root: below warn is a warning, below fail a failure.
+    disk_warn_percent: Annotated[float, Field(ge=0, le=100)] = 15.0
+    disk_fail_percent: Annotated[float, Field(ge=0, le=100)] = 5.0
 
 
 class Secrets(Strict):

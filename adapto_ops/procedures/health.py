@@ -1,90 +1,51 @@
-"""`adapto health`: the runbook's checks against its success criteria, on every host at once.
+"""`adapto health`: run every check (adapto_ops.health.run) and report it.
 
-From each host (over SSH, so instances bound to 127.0.0.1 are reachable and
-nothing is exposed): /api/health and / through nginx over TLS, /api/health
-on every backend instance. A check fails on a non-200 answer or when it is
-slower than the inventory's budget (API 200 ms, page 2 s by default).
+A table for people, or --json (application/health+json), --junit FILE and,
+on GitHub Actions, annotations and a step summary. Exit 0 when everything
+passes, 1 on a failure; warnings (a budget exceeded, a certificate close to
+expiry) fail only with --strict.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
-from typing import Any
+import os
+import sys
+import time
+from pathlib import Path
 
-from adapto_ops.errors import EXIT_FAILED, EXIT_OK
-from adapto_ops.output import console
+from adapto_ops.errors import AdaptoError
+from adapto_ops.health.model import exit_code
 from adapto_ops.selection import select
 
 
-@dataclass(frozen=True)
-class Check:
-    host: str
-    name: str
-    url: str
-    ok: bool
-    ms: float | None
-    budget_ms: int
-    detail: str
-
-
-def _checks_for(deployer: Any) -> list[Check]:
-    from adapto_ops.commands.probe import http_probe, parse_probe
-    from adapto_ops.deploy.host import health_urls
-
-    env = deployer.env
-    urls = health_urls(deployer.target)
-    result = deployer.t.run(http_probe(urls, env.health.timeout_s), check=False, mutates=False,
-                            what="health checks", timeout=env.health.timeout_s + 30)
-    names = ["api via nginx", "page via nginx"] + [
-        f"instance :{p}" for p in env.backend.ports
-    ]
-    budgets = [env.health.api_budget_ms, env.health.page_budget_ms] + [
-        env.health.api_budget_ms for _ in env.backend.ports
-    ]
-    checks = []
-    for name, budget, probe in zip(names, budgets, parse_probe(result.stdout, urls), strict=True):
-        slow = probe.ok and probe.ms is not None and probe.ms > budget
-        detail = probe.error or (f"{probe.ms:.0f} ms > budget {budget} ms" if slow else "")
-        if probe.ok and not slow and name.startswith("api"):
-            try:
-                detail = f"release {json.loads(probe.body).get('release', '?')}"
-            except (json.JSONDecodeError, AttributeError):
-                detail = ""
-        checks.append(Check(deployer.name, name, probe.url, probe.ok and not slow, probe.ms,
-                            budget, detail))
-    return checks
-
-
 def run_health(*, inventory: str | None, env_name: str, hosts: list[str] | None,
-               as_json: bool) -> int:
-    from adapto_ops.deploy.run import Session, parallel
-    from adapto_ops.errors import AdaptoError
-    from adapto_ops.events import ListReporter
+               as_json: bool, junit: Path | None = None, strict: bool = False) -> int:
+    """Check, report, and return the exit code."""
+    from adapto_ops.health import report
+    from adapto_ops.health.run import run_checks
 
     selection = select(inventory, env_name, hosts)
-    with Session(selection, ListReporter(), dry_run=False) as session:
-        results = parallel(session.deployers, _checks_for)
-    checks: list[Check] = []
-    for deployer, result in zip(session.deployers, results, strict=True):
-        if isinstance(result, BaseException):
-            message = result.message if isinstance(result, AdaptoError) else str(result)
-            checks.append(Check(deployer.name, "ssh", "", False, None, 0, message))
-        else:
-            checks.extend(result)
-    ok = all(c.ok for c in checks)
+    started = time.perf_counter()
+    results = run_checks(selection)
+    wall_s = time.perf_counter() - started
+    if junit is not None:
+        try:
+            junit.parent.mkdir(parents=True, exist_ok=True)
+            junit.write_text(report.junit_xml(results, env_name, strict=strict),
+                             encoding="utf-8")
+        except OSError as exc:
+            raise AdaptoError(f"--junit {junit}: cannot write: {exc.strerror}") from None
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        # The runner reads workflow commands from stderr too; stdout stays pure JSON.
+        for line in report.github_annotations(results, strict=strict):
+            print(line, file=sys.stderr if as_json else sys.stdout)
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            with open(summary, "a", encoding="utf-8") as handle:
+                handle.write(report.step_summary(results, env_name))
     if as_json:
-        print(json.dumps({"ok": ok, "checks": [asdict(c) for c in checks]}, indent=2))
-        return EXIT_OK if ok else EXIT_FAILED
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title=f"health of {selection.env_name}")
-    for column in ("host", "check", "result", "time", "budget", "detail"):
-        table.add_column(column)
-    for c in checks:
-        table.add_row(c.host, c.name, "[green]ok[/]" if c.ok else "[red]FAIL[/]",
-                      f"{c.ms:.0f} ms" if c.ms is not None else "-", f"{c.budget_ms} ms",
-                      escape(c.detail))
-    console().print(table)
-    return EXIT_OK if ok else EXIT_FAILED
+        print(json.dumps(report.health_json(results, env_name), indent=2))
+    else:
+        report.print_table(results, env_name, wall_s)
+    return exit_code(results, strict=strict)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapto_ops.commands.firewall import ssh_rule, ufw_commands
+from adapto_ops.errors import AdaptoError
 from adapto_ops.inventory.hosts import for_host
 from adapto_ops.inventory.model import Environment, Host, Nginx
 from adapto_ops.inventory.secrets import SecretValues, dotenv_quote, mask
@@ -148,13 +149,34 @@ def nginx_context(target: Target) -> dict[str, Any]:
 UPSTREAM_FAIL_TIMEOUT_S = 2
 
 
-def render_nginx(target: Target) -> RenderedFile:
+PROBE_TOKEN_RE = re.compile(r"^[A-Za-z0-9_+/=.-]{16,256}$")
+
+
+def probe_token_value(target: Target, secrets: SecretValues) -> str | None:
+    """The environment's probe token, checked to be safe inside an nginx string."""
+    name = target.env.health.probe_token
+    value = secrets.values.get(name) if name else None
+    if value is not None and not PROBE_TOKEN_RE.match(value):
+        raise AdaptoError(f"secret {name}: the probe token must be 16-256 characters of "
+                          "A-Z a-z 0-9 _ + / = . - (e.g. `openssl rand -hex 32`)")
+    return value
+
+
+def render_nginx(target: Target, probe_token: str | None = None) -> RenderedFile:
+    """The site config; with ``probe_token``, requests carrying it skip the rate limits.
+
+    The token is a secret: ``display`` shows it masked, ``text`` has the real one.
+    """
     nginx = target.env.nginx
+    context = nginx_context(target)
     return RenderedFile(
         kind="nginx",
         name=f"{nginx.canonical_name}.conf",
         path=nginx.site_config_path,
-        text=render_template("nginx/site.conf.j2", nginx_context(target)),
+        text=render_template("nginx/site.conf.j2", {**context, "probe_token": probe_token}),
+        display=(render_template("nginx/site.conf.j2",
+                                 {**context, "probe_token": mask(probe_token)})
+                 if probe_token else None),
     )
 
 
@@ -301,7 +323,7 @@ def render_target(
     wanted = set(kinds)
     files: list[RenderedFile] = []
     if "nginx" in wanted:
-        files.append(render_nginx(target))
+        files.append(render_nginx(target, probe_token_value(target, secrets)))
     if "pm2" in wanted:
         files.append(render_pm2(target, release_dir))
     if "firewall" in wanted:

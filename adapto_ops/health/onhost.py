@@ -1,0 +1,153 @@
+"""Checks on the host itself, from one SSH round trip (facts + instance probes).
+
+As the runbook's `curl localhost:3001`: every backend instance on its own
+port, then PM2's view of them (online is not healthy: a rising restart count
+is a crash loop), nginx running and `nginx -t`, and free disk under the root.
+"""
+
+from __future__ import annotations
+
+from adapto_ops.commands.probe import ProbeResult, http_probe, parse_probe
+from adapto_ops.facts import HostFacts
+from adapto_ops.health.classify import NextCommands, error_kind, http_kind, trim
+from adapto_ops.health.classify import http_output as http_line
+from adapto_ops.health.model import CheckResult, Status
+from adapto_ops.render.configs import Target, instance_name
+
+
+def instance_urls(target: Target) -> list[tuple[str, str]]:
+    """/api/health of every backend instance, as the host reaches them."""
+    backend = target.env.backend
+    bind = backend.bind
+    host = f"[{bind}]" if ":" in bind and not bind.startswith("[") else bind
+    return [(f"http://{host}:{port}{backend.health_path}", "") for port in backend.ports]
+
+
+def instance_probe(target: Target) -> str:
+    """One try per instance (health reports, it does not wait), token from stdin."""
+    return http_probe(instance_urls(target), 0, with_token=True)
+
+
+class HostChecks:
+    """Builds the on-host results of one host from its facts."""
+
+    def __init__(self, target: Target, facts: HostFacts, next_commands: NextCommands,
+                 duration_ms: float) -> None:
+        self.target, self.facts, self.next = target, facts, next_commands
+        self.env = target.env
+        self.ms = duration_ms
+
+    def result(self, component: str, measurement: str, name: str, status: Status, *,
+               value: object = None, unit: str | None = None, output: str = "",
+               kind: str | None = None, endpoint: str | None = None) -> CheckResult:
+        next_command = self.next.for_kind(kind, component) if status != "pass" and kind else None
+        return CheckResult(self.target.host.name, component, measurement, name, status,
+                           value, unit, output, kind if status != "pass" else None, next_command,
+                           self.ms, endpoint=endpoint)  # type: ignore[arg-type]
+
+    def all(self) -> list[CheckResult]:
+        return [*self.instances(), self.pm2(), self.nginx_running(), self.nginx_config(),
+                self.disk()]
+
+    def instances(self) -> list[CheckResult]:
+        urls = instance_urls(self.target)
+        probes = parse_probe(self.facts.probe_output, urls)
+        budget = self.env.health.api_budget_ms
+        return [self._instance(port, probe, budget)
+                for port, probe in zip(self.env.backend.ports, probes, strict=False)]
+
+    def _instance(self, port: int, probe: ProbeResult, budget: int) -> CheckResult:
+        component, name = f"instance-{port}", f"instance :{port}"
+
+        def result(status: Status, output: str, kind: str | None) -> CheckResult:
+            return self.result(component, "responseTime", name, status, value=probe.ms,
+                               unit="ms", output=output, kind=kind, endpoint=probe.url)
+
+        if probe.ok and probe.ms is not None and probe.ms > budget:
+            return result("warn", f"{probe.ms:.0f} ms > budget {budget} ms", "slow")
+        if probe.ok:
+            return result("pass", "HTTP 200", None)
+        if probe.status:
+            body = probe_body(probe.error or "")
+            return result("fail", http_line(probe.status, body), http_kind(probe.status, body))
+        error = probe.error or "no answer"
+        kind = "process" if error in ("ECONNREFUSED", "ECONNRESET") else error_kind(error)
+        words = {"ECONNREFUSED": "connection refused: nothing listens on the port",
+                 "ECONNRESET": "connection reset"}
+        return result("fail", trim(words.get(error, error)), kind)
+
+    def pm2(self) -> CheckResult:
+        facts, backend = self.facts, self.env.backend
+        name = "pm2"
+        if not facts.pm2_daemon:
+            return self.result("pm2", "status", name, "fail", value="daemon down",
+                               output="the PM2 daemon is not running", kind="process")
+        if facts.pm2 is None:
+            return self.result("pm2", "status", name, "fail", value="unreadable",
+                               output=trim(facts.pm2_error or "pm2 jlist gave no list"),
+                               kind="process")
+        problems: list[str] = []
+        online = 0
+        for port in backend.ports:
+            app = instance_name(backend.name, port)
+            process = facts.instance(backend.name, port)
+            if process is None:
+                problems.append(f"{app} missing")
+            elif process.crash_looping:
+                problems.append(f"{app} crash loop ({process.status}, "
+                                f"{process.restarts} restarts)")
+            elif not process.online:
+                problems.append(f"{app} {process.status}")
+            else:
+                online += 1
+        value = f"{online}/{len(backend.ports)} online"
+        if problems:
+            return self.result("pm2", "status", name, "fail", value=value,
+                               output=trim("; ".join(problems)), kind="process")
+        restarts = sum(p.restarts for p in facts.processes_of(backend.name))
+        return self.result("pm2", "status", name, "pass", value=value,
+                           output=f"{restarts} restart(s) in all")
+
+    def nginx_running(self) -> CheckResult:
+        if self.facts.nginx_running:
+            return self.result("nginx", "running", "nginx", "pass", value=True,
+                               output=f"master pid {self.facts.nginx_pid}")
+        return self.result("nginx", "running", "nginx", "fail", value=False,
+                           output="nginx is not running", kind="process")
+
+    def nginx_config(self) -> CheckResult:
+        ok = self.facts.nginx_config_ok
+        if ok:
+            return self.result("nginx", "config", "nginx -t", "pass", value=True,
+                               output="syntax ok")
+        why = self.facts.nginx_config_error or "nginx -t gave no answer"
+        emerg = next((part for part in why.split("nginx: ") if "[emerg]" in part), why)
+        return self.result("nginx", "config", "nginx -t", "fail", value=False,
+                           output=trim(emerg), kind="config")
+
+    def disk(self) -> CheckResult:
+        disk, health = self.facts.disk, self.env.health
+        if disk is None:
+            return self.result("disk", "free", "disk", "fail", unit="%",
+                               output="df gave no answer", kind="disk")
+        free = round(disk.free_percent, 1)
+        output = (f"{disk.free_bytes / 1e9:.1f} GB free of {disk.total_bytes / 1e9:.1f} GB "
+                  f"on {disk.mount}")
+        status: Status = ("fail" if free < health.disk_fail_percent
+                          else "warn" if free < health.disk_warn_percent else "pass")
+        return self.result("disk", "free", "disk", status, value=free, unit="%",
+                           output=output, kind="disk")
+
+
+def ssh_failure(target: Target, message: str, next_commands: NextCommands,
+                ms: float) -> CheckResult:
+    """An unreachable host: one failed check, one line."""
+    line = trim(message.removeprefix(f"{target.host.name}: "), 160)
+    return CheckResult(target.host.name, "ssh", "connect", "ssh", "fail", None, "ms", line,
+                       "network", next_commands.for_kind("network", "ssh"), ms)
+
+
+def probe_body(error: str) -> str:
+    """The body part of the on-host probe's "HTTP <code> <body>" error text."""
+    parts = error.split(" ", 2)
+    return parts[2] if len(parts) == 3 else ""
