@@ -388,6 +388,63 @@ def recover(
     run(body)
 
 
+@monitor_app.command("install")
+def monitor_install(
+    env: EnvOpt = ...,  # type: ignore[assignment]
+    inventory: InventoryOpt = None,
+    host: HostOpt = None,
+    alert: Annotated[
+        AlertChannel | None,
+        typer.Option("--alert", help="alert channel [default: the inventory's monitor.alert]"),
+    ] = None,
+    auto_recover: Annotated[
+        bool, typer.Option("--auto-recover/--no-auto-recover",
+                           help="let the installed monitor run `adapto recover`")
+    ] = True,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the unit (or PM2 app) and the commands")
+    ] = False,
+    json_output: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run the monitor unattended on each host: a systemd unit, or a PM2 app without systemd.
+
+    Uploads a copy of the inventory and only the secrets the monitor needs (mode 0600)
+    to <root>/shared/monitor/. Example: adapto monitor install -e production --alert telegram
+    """
+
+    def body() -> None:
+        from adapto_ops.procedures.monitor import run_monitor_install
+
+        _exit_with(run_monitor_install(
+            inventory=inventory, env_name=env, hosts=host, alert=alert.value if alert else None,
+            auto_recover=auto_recover, dry_run=dry_run, as_json=json_output))
+
+    run(body)
+
+
+@monitor_app.command("uninstall")
+def monitor_uninstall(
+    env: EnvOpt = ...,  # type: ignore[assignment]
+    inventory: InventoryOpt = None,
+    host: HostOpt = None,
+    json_output: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Stop and remove the installed monitor (its results file is kept).
+
+    Example: adapto monitor uninstall -e production
+    """
+
+    def body() -> None:
+        from adapto_ops.procedures.monitor import run_monitor_uninstall
+
+        _exit_with(run_monitor_uninstall(inventory=inventory, env_name=env, hosts=host,
+                                         as_json=json_output))
+
+    run(body)
+
+
 # --- sandbox -------------------------------------------------------------------
 
 sandbox_app = typer.Typer(

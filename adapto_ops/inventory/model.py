@@ -405,6 +405,8 @@ class Monitor(Strict):
     # (default .adapto/monitor/<env>.jsonl beside it).
     results_file: str | None = None
     alert: MonitorAlert = MonitorAlert()
+    # The Python on the host that has adapto installed (`adapto monitor install` runs it).
+    python: Annotated[str, Field(pattern=r"^[A-Za-z0-9_./+-]+$")] = "python3"
 
 
 class Sandbox(Strict):

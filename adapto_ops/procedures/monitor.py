@@ -8,6 +8,7 @@ on request, a Prometheus endpoint.
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 import threading
@@ -174,3 +175,84 @@ def _loop(monitor: Any, env_name: str, interval_s: float, as_json: bool, channel
             live.stop()
     if not as_json:
         view.log_line(f"monitor {env_name}: stopped after {monitor.rounds} round(s)")
+
+
+# --- install / uninstall -----------------------------------------------------------------
+
+
+def installed_secret_names(selection: Selection, channel: str | None) -> list[str]:
+    """What the installed monitor needs: its alert channel's secrets and the probe token."""
+    names = alert_secret_names(selection, channel)
+    probe_token = getattr(selection.env.health, "probe_token", None)
+    return names + ([probe_token] if probe_token and probe_token not in names else [])
+
+
+def run_monitor_install(*, inventory: str | None, env_name: str, hosts: list[str] | None,
+                        alert: str | None, auto_recover: bool, dry_run: bool,
+                        as_json: bool) -> int:
+    from adapto_ops.deploy.run import Session, parallel
+    from adapto_ops.monitor.alerts import scrubber
+    from adapto_ops.monitor.install import install_on, plan
+    from adapto_ops.procedures.deploy import make_reporter
+
+    selection = select(inventory, env_name, hosts)
+    channel = alert or selection.env.monitor.alert.channel
+    secrets = resolve_secrets(installed_secret_names(selection, channel), selection.secrets_file)
+    secrets.require_all(env_name)
+    scrub = scrubber(list(secrets.values.values()))
+    plans = {t.host.name: plan(selection, t, channel=channel, auto_recover=auto_recover,
+                               secret_values=secrets.values) for t in selection.targets}
+    project = selection.loaded.inventory.project
+    reporter = make_reporter(as_json)
+    try:
+        with Session(selection, reporter, dry_run=dry_run) as session:
+            outcomes = parallel(session.deployers, lambda d: install_on(
+                d, plans[d.name], project=project, env_name=env_name,
+                sandbox=selection.env.sandbox is not None, reporter=reporter,
+                dry_run=dry_run, scrub=scrub))
+            recorded = [c for d in session.deployers for c in getattr(d.t, "recorded", [])]
+    finally:
+        reporter.close()
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    for error in failed:
+        print(f"error: {getattr(error, 'message', None) or error}", file=sys.stderr)
+    done = [o for o in outcomes if isinstance(o, dict)]
+    if dry_run:
+        for o in done:
+            print(f"# {o['host']}: {o['service']} ({o['manager']})\n{o['service_text']}")
+        for c in recorded:
+            stdin = f"  (+{c.stdin_bytes} bytes on stdin)" if c.stdin_bytes else ""
+            print(f"{c.host}: {c.command}{stdin}")
+    else:
+        for o in done:
+            if as_json:
+                print(json.dumps({"kind": "result", "step": "monitor install",
+                                  **{k: v for k, v in o.items() if k != "service_text"}}))
+            else:
+                print(f"{o['host']}: {o['name']} under {o['manager']}, "
+                      f"{'running' if o['running'] else 'NOT running'}; "
+                      f"results in {o['results']}")
+    ok = not failed and all(o["running"] is not False for o in done)
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def run_monitor_uninstall(*, inventory: str | None, env_name: str, hosts: list[str] | None,
+                          as_json: bool) -> int:
+    from adapto_ops.deploy.run import Session, parallel
+    from adapto_ops.monitor.install import plan, uninstall_on
+    from adapto_ops.procedures.deploy import make_reporter
+
+    selection = select(inventory, env_name, hosts)
+    plans = {t.host.name: plan(selection, t, channel=None, auto_recover=False,
+                               secret_values={}) for t in selection.targets}
+    reporter = make_reporter(as_json)
+    try:
+        with Session(selection, reporter, dry_run=False) as session:
+            outcomes = parallel(session.deployers, lambda d: uninstall_on(
+                d, plans[d.name], sandbox=selection.env.sandbox is not None, reporter=reporter))
+    finally:
+        reporter.close()
+    failed = [o for o in outcomes if isinstance(o, BaseException)]
+    for error in failed:
+        print(f"error: {getattr(error, 'message', None) or error}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
