@@ -2,7 +2,7 @@
 
 A one-host sandbox (sshd, nginx, PM2 with the reference backend) is brought up
 on loopback, `adapto monitor --interval S` runs against it alerting to a fake
-Telegram on 127.0.0.1, and the backend is stopped for real (`pm2 stop all`)
+Telegram on 127.0.0.1, and the backend is stopped for real (`pm2 stop` of every instance)
 RUNS times. Printed: fault -> alert (from `pm2 stop` starting, an upper
 bound, and from it returning, a lower bound, to the alert reaching the Bot
 API) and recovery -> resolved message, median, min and max. The floor is
@@ -73,7 +73,7 @@ def main() -> None:
     alerts = sum(text.startswith("ALERT") for text in messages)
     resolved = sum(text.startswith("RESOLVED") for text in messages)
     print(f"\nmonitor, interval {args.interval:g} s, failure_threshold {args.threshold}, "
-          f"success_threshold 2, {args.runs} faults (pm2 stop all)")
+          f"success_threshold 2, {args.runs} faults (pm2 stop of every instance)")
     print(f"  messages: {alerts} alerts, {resolved} resolved (expected {args.runs} each)")
     for label, values in (("fault -> alert", to_alert),
                           ("  (from stop's end)", to_alert_low),

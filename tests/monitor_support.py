@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from adapto_ops.monitor.store import read_rounds
+from adapto_ops.render.configs import instance_name
 from tests.e2e_support import REPO, cli_env
 from tests.fake_telegram import FakeTelegram
 from tests.operate_sandbox import ENV, OpBox
@@ -87,6 +88,12 @@ def monitor_running(box: OpBox, inventory: Path, *args: str,
                 proc.wait()
 
 
+def instances(box: OpBox) -> list[str]:
+    """The PM2 names of the backend's instances (not other apps, such as a monitor)."""
+    backend = box.data["environments"][ENV]["backend"]
+    return [instance_name(backend["name"], port) for port in box.slot.ports]
+
+
 def stop_backend(box: OpBox) -> tuple[float, float]:
     """Stop every backend instance (PM2 keeps them stopped).
 
@@ -94,13 +101,13 @@ def stop_backend(box: OpBox) -> tuple[float, float]:
     somewhere in between, so the two bound the moment of the fault.
     """
     began = time.time()
-    stopped = box.pm2("stop", "all")
+    stopped = box.pm2("stop", *instances(box))
     assert stopped.returncode == 0, stopped.stderr
     return began, time.time()
 
 
 def start_backend(box: OpBox) -> None:
-    started = box.pm2("start", "all")
+    started = box.pm2("start", *instances(box))
     assert started.returncode == 0, started.stderr
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e_support import adapto, said, sandbox_marks
+from adapto_ops.monitor.store import read_rounds
+from tests.e2e_support import REPO, adapto, run_to_files, said, sandbox_marks
 from tests.fake_telegram import FakeTelegram
 from tests.monitor_support import (
     CHAT,
@@ -59,6 +61,8 @@ def once(box: OpBox, inventory: Path) -> tuple[int, dict[str, object], str]:
 
 def test_a_stopped_backend_gives_one_alert_and_one_resolved_message(
         box: OpBox, telegram: FakeTelegram) -> None:
+    releases = box.cli("releases", "--json")
+    assert releases.returncode == 0, said(releases)
     inventory = monitor_inventory(box, telegram)
     code, healthy, output = once(box, inventory)
     assert code == 0, output
@@ -74,6 +78,10 @@ def test_a_stopped_backend_gives_one_alert_and_one_resolved_message(
         print(f"\ntime from fault to alert: {to_alert:.2f} s")
         alert = telegram.texts()[0]
         assert alert.startswith(f"ALERT {ENV}: sandbox1"), alert
+        # The module's deploy was moments ago: the alert names it and the way back.
+        live = re.search(r"release (\d{14})", alert)
+        assert live and live[1] in releases.stdout, alert
+        assert f"roll it back: adapto rollback -e {ENV}" in alert
         assert f"adapto recover backend -e {ENV}" in alert
         assert TOKEN not in run.out.read_text() + run.err.read_text()
         # While it is down: --once fails, and the metrics say so.
@@ -102,26 +110,6 @@ def test_a_stopped_backend_gives_one_alert_and_one_resolved_message(
     assert to_alert < 10, f"{to_alert:.1f} s from fault to alert"
 
 
-def test_a_failure_right_after_a_deploy_names_the_release(
-        box: OpBox, telegram: FakeTelegram) -> None:
-    releases = box.cli("releases", "--json")
-    assert releases.returncode == 0, said(releases)
-    inventory = monitor_inventory(box, telegram, failure_threshold=2)
-    with monitor_running(box, inventory, "--interval", "1", "--json") as run:
-        assert run.wait_rounds(1, 60, healthy=True), run.said()
-        stop_backend(box)
-        try:
-            assert telegram.wait_for(1, 30), run.said()
-        finally:
-            start_backend(box)
-        assert telegram.wait_for(2, 60), run.said()
-    alert = telegram.texts()[0]
-    live = re.search(r"release (\d{14})", alert)
-    assert live, alert
-    assert live[1] in releases.stdout
-    assert f"roll it back: adapto rollback -e {ENV}" in alert
-
-
 def test_missing_alert_secrets_are_one_line_and_exit_2(box: OpBox,
                                                        telegram: FakeTelegram) -> None:
     inventory = monitor_inventory(box, telegram)
@@ -148,3 +136,44 @@ def test_auto_recover_brings_the_backend_back_once(box: OpBox, telegram: FakeTel
     recovers = [e for r in run.rounds() for e in r["events"] if e["event"] == "recover"]
     assert [(e["what"], e["healthy"]) for e in recovers] == [("backend", True)], recovers
     assert all(a["status"] == "online" for a in box.pm2_apps().values())
+
+
+def test_install_runs_the_monitor_as_a_pm2_app_then_uninstall_removes_it(
+        box: OpBox, telegram: FakeTelegram) -> None:
+    # The "host" is this machine: its Python must import this checkout's adapto.
+    python = box.base / "adapto-python"
+    python.write_text(f"#!/bin/sh\nPYTHONPATH={REPO} exec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    inventory = monitor_inventory(box, telegram, python=str(python), interval_s=1.0)
+    env = secret_env()
+    dry = run_to_files([sys.executable, "-m", "adapto_ops", "monitor", "install", "-e", ENV,
+                        "-i", str(inventory), "--dry-run"], env, 120)
+    assert dry.returncode == 0, said(dry)
+    assert 'interpreter: "none"' in dry.stdout and "pm2 start" in dry.stdout, dry.stdout
+    assert TOKEN not in dry.stdout + dry.stderr
+    monitor_dir = box.root / "shared" / "monitor"
+    assert not (monitor_dir / "secrets.env").exists()  # a dry run changes nothing
+
+    installed = run_to_files([sys.executable, "-m", "adapto_ops", "monitor", "install", "-e",
+                              ENV, "-i", str(inventory)], env, 180)
+    name = f"adapto-monitor-{box.data['project']}-{ENV}"
+    try:
+        assert installed.returncode == 0, said(installed)
+        assert "running" in installed.stdout and TOKEN not in installed.stdout + installed.stderr
+        assert box.pm2_apps()[name]["status"] == "online"
+        secrets = monitor_dir / "secrets.env"
+        assert secrets.stat().st_mode & 0o777 == 0o600
+        names = {line.split("=", 1)[0] for line in secrets.read_text().splitlines()}
+        assert names == {"TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID",
+                         box.data["environments"][ENV]["health"]["probe_token"]}
+        results = monitor_dir / f"{ENV}.jsonl"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(read_rounds(results)) < 3:
+            time.sleep(0.5)
+        rounds = read_rounds(results)
+        assert len(rounds) >= 3 and rounds[-1]["status"] != "fail", rounds[-1:]
+    finally:
+        removed = box.cli("monitor", "uninstall", timeout=120)
+    assert removed.returncode == 0, said(removed)
+    assert name not in box.pm2_apps()
+    assert not (monitor_dir / "secrets.env").exists()
