@@ -364,3 +364,25 @@ def test_metrics_listen_address_is_checked() -> None:
     for bad in ("9108", "localhost:9108", "127.0.0.1:x", "127.0.0.1:70000"):
         with pytest.raises(AdaptoError):
             parse_listen(bad)
+
+
+def test_the_table_and_the_json_line_show_uptime_and_percentiles() -> None:
+    import io
+
+    from rich.console import Console
+
+    from adapto_ops.monitor import view
+
+    feed = iter([backend("pass"), backend("pass"), backend("fail")])
+    m = Monitor(MonitorConfig(env="prod", failure_threshold=1), lambda: next(feed))
+    outcomes = [m.round() for _ in range(3)]
+    out = io.StringIO()
+    Console(file=out, width=200).print(view.table("prod", m.stats, outcomes[-1], 5, 1,
+                                                  view.event_lines(outcomes[-1])))
+    text = out.getvalue()
+    assert "round 3, every 5s, 1 incident(s) open" in text
+    assert "66.67 %" in text and "100.00 %" in text and "ECONNREFUSED" in text
+    assert "alert: ALERT prod: web1: 3 check(s) failing" in text
+    line = json.loads(view.json_line(outcomes[-1], m.stats))
+    api = next(c for c in line["checks"] if c["check"] == "api:responseTime")
+    assert line["status"] == "fail" and api["uptime"] == 0.66667 and api["p50_ms"] == 10.0

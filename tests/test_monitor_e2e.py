@@ -116,6 +116,12 @@ def test_missing_alert_secrets_are_one_line_and_exit_2(box: OpBox,
     result = adapto("monitor", "-e", ENV, "-i", str(inventory), "--once")
     assert result.returncode == 2, said(result)
     assert "TELEGRAM_BOT_TOKEN" in result.stderr and "Traceback" not in result.stderr
+    # Without a channel: --rounds N and one JSON line per round, alerts only in the file.
+    quiet = box.write_variant("quiet", lambda env: env.update(monitor={"interval_s": 0.5}))
+    rounds = adapto("monitor", "-e", ENV, "-i", str(quiet), "--rounds", "2", "--json")
+    assert rounds.returncode == 0, said(rounds)
+    lines = [json.loads(line) for line in rounds.stdout.splitlines()]
+    assert [line["round"] for line in lines] == [1, 2], rounds.stdout
 
 
 def test_auto_recover_brings_the_backend_back_once(box: OpBox, telegram: FakeTelegram) -> None:
