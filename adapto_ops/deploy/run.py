@@ -71,9 +71,13 @@ class DeployReport:
         return all(o.result in {"ok", "dry-run", "unchanged"} for o in self.outcomes)
 
 
-def open_transport(selection: Selection, target: Target) -> SSHTransport:
+def open_transport(selection: Selection, target: Target) -> Transport:
     from adapto_ops.sandbox import client_key_path, known_hosts_path
 
+    if target.host.connection == "local":
+        from adapto_ops.local import LocalTransport
+
+        return LocalTransport(target.host)
     return SSHTransport(
         target.host,
         key_file=client_key_path(selection.loaded, target.host),

@@ -130,6 +130,8 @@ class Host(Strict):
     ] = ["web", "backend"]
     # Where nginx on a web host reaches this host's backend instances.
     private_address: Annotated[str, AfterValidator(_backend_address)] = "127.0.0.1"
+    # "local": adapto runs on this host itself (the installed monitor) and needs no SSH.
+    connection: Literal["ssh", "local"] = "ssh"
 
 
 class Paths(Strict):
@@ -369,6 +371,44 @@ class Secrets(Strict):
     file: str | None = None
 
 
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/]+", value):
+        raise ValueError(f"{value!r} is not an http(s):// URL")
+    return value.rstrip("/")
+
+
+class MonitorAlert(Strict):
+    """Where `adapto monitor` sends alerts. Secret *names* only; values come like all secrets."""
+
+    # The channel used when `--alert` is not given (None: alerts only in the log and JSONL).
+    channel: Literal["telegram", "webhook"] | None = None
+    telegram_token_secret: EnvVarName = "TELEGRAM_BOT_TOKEN"
+    telegram_chat_id_secret: EnvVarName = "TELEGRAM_CHAT_ID"
+    telegram_api_base: Annotated[str, AfterValidator(_http_url)] = "https://api.telegram.org"
+    # The webhook URL: a secret (it often carries a token) or, if not secret, here.
+    webhook_url_secret: EnvVarName | None = None
+    webhook_url: Annotated[str, AfterValidator(_http_url)] | None = None
+    timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+
+
+class Monitor(Strict):
+    """`adapto monitor`: how often it checks, when it alerts (thresholds as in Gatus)."""
+
+    interval_s: Annotated[float, Field(ge=0.2, le=86400)] = 30.0
+    failure_threshold: Annotated[int, Field(ge=1, le=1000)] = 3
+    success_threshold: Annotated[int, Field(ge=1, le=1000)] = 2
+    # One incident (one alert, one resolved message) per host, or per check of a host.
+    group: Literal["host", "check"] = "host"
+    # A failure this soon after a deploy names that release and how to roll it back.
+    deploy_window_s: Annotated[int, Field(ge=0, le=86400)] = 600
+    # Where each round is appended; relative to inventory.yaml
+    # (default .adapto/monitor/<env>.jsonl beside it).
+    results_file: str | None = None
+    alert: MonitorAlert = MonitorAlert()
+    # The Python on the host that has adapto installed (`adapto monitor install` runs it).
+    python: Annotated[str, Field(pattern=r"^[A-Za-z0-9_./+-]+$")] = "python3"
+
+
 class Sandbox(Strict):
     """Marks an environment as a local rehearsal made by `adapto sandbox up`."""
 
@@ -388,6 +428,7 @@ class Environment(Strict):
     firewall: Firewall = Firewall()
     health: Health = Health()
     secrets: Secrets = Secrets()
+    monitor: Monitor = Monitor()
     sandbox: Sandbox | None = None
 
     @model_validator(mode="after")

@@ -1,0 +1,49 @@
+"""A transport for the host adapto runs on: commands in a local `sh`, no SSH.
+
+The monitor installed on a server (`adapto monitor install`) checks and
+recovers that same server; its inventory copy marks the host
+``connection: local`` so it needs no SSH key to reach itself. Same contract
+as :class:`adapto_ops.remote.SSHTransport`: stdout, stderr, exit code.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from adapto_ops.errors import OperationFailed
+from adapto_ops.inventory.model import Host
+from adapto_ops.remote import CommandFailed, Progress, Result, _short
+
+
+class LocalTransport:
+    """Runs each command with ``/bin/sh -c`` on this machine."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    def run(
+        self,
+        command: str,
+        *,
+        check: bool = True,
+        timeout: float | None = None,
+        stdin: bytes | None = None,
+        mutates: bool = True,
+        what: str | None = None,
+        progress: Progress | None = None,
+    ) -> Result:
+        del mutates, progress
+        try:
+            proc = subprocess.run(["/bin/sh", "-c", command], input=stdin or b"",
+                                  capture_output=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise OperationFailed(f"{self.host.name}: {what or _short(command)}: no answer "
+                                  f"in {timeout:g} s") from None
+        result = Result(command, proc.stdout.decode("utf-8", "replace"),
+                        proc.stderr.decode("utf-8", "replace"), proc.returncode)
+        if check and not result.ok:
+            raise CommandFailed(self.host.name, result, what)
+        return result
+
+    def close(self) -> None:
+        pass
