@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from adapto_ops.commands.probe import ProbeResult, http_probe, parse_probe
 from adapto_ops.facts import HostFacts
-from adapto_ops.health.classify import NextCommands, error_kind, http_kind, trim
+from adapto_ops.health.classify import (
+    NextCommands,
+    error_kind,
+    http_kind,
+    probe_body,
+    trim,
+)
 from adapto_ops.health.classify import http_output as http_line
 from adapto_ops.health.model import CheckResult, Observed, Status
 from adapto_ops.render.configs import Target, instance_name
@@ -153,8 +159,3 @@ def ssh_failure(target: Target, message: str, next_commands: NextCommands,
     return CheckResult(target.host.name, "ssh", "connect", "ssh", "fail", None, "ms", line,
                        "network", next_commands.for_kind("network", "ssh"), ms)
 
-
-def probe_body(error: str) -> str:
-    """The body part of the on-host probe's "HTTP <code> <body>" error text."""
-    parts = error.split(" ", 2)
-    return parts[2] if len(parts) == 3 else ""
