@@ -26,6 +26,7 @@ from adapto_ops.health.classify import (
     error_kind,
     http_kind,
     http_output,
+    probe_reason,
 )
 from adapto_ops.health.local import describe_certificate
 from adapto_ops.health.model import CheckResult, exit_code, overall
@@ -75,6 +76,13 @@ def test_a_json_error_field_is_the_reason_trimmed() -> None:
 ])
 def test_http_answers_are_classified(code: int, body: str, kind: str) -> None:
     assert http_kind(code, body) == kind
+
+
+def test_an_on_host_probe_failure_is_one_short_line() -> None:
+    page = NGINX_502.replace("502 Bad Gateway", "429 Too Many Requests")
+    assert probe_reason(429, f"HTTP 429 {page[:200]}") == "HTTP 429 Too Many Requests"
+    assert probe_reason(None, "ECONNREFUSED") == "ECONNREFUSED"
+    assert probe_reason(None, None) == "no answer"
 
 
 def test_errors_without_an_answer_are_tls_or_network() -> None:

@@ -347,7 +347,8 @@ def test_a_flood_from_the_probes_address_cannot_fail_the_deploy(box: OpBox) -> N
     with Flood():
         refused = deploy(strict_no_token)
     assert refused.returncode == 1, said(refused)
-    assert "HTTP 429" in refused.stdout + refused.stderr, said(refused)
+    assert "HTTP 429 Too Many Requests" in refused.stdout + refused.stderr, said(refused)
+    assert "<html" not in refused.stdout + refused.stderr  # a status line, not the page
     # The token is a secret: in nginx's config on the host, in no output.
     assert len(token) >= 16 and f'"{token}" "";' in installed
     for result in (deployed, limited, exempt, refused):

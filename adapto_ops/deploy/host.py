@@ -47,6 +47,7 @@ from adapto_ops.deploy.manifest import (
 from adapto_ops.errors import AdaptoError, OperationFailed
 from adapto_ops.events import Event, Reporter, Step
 from adapto_ops.facts import gather
+from adapto_ops.health.classify import probe_reason
 from adapto_ops.remote import CommandFailed, Transport
 from adapto_ops.render.configs import (
     UPSTREAM_FAIL_TIMEOUT_S,
@@ -414,14 +415,16 @@ class HostDeployer:
                     self.t.run(script, what=f"restart {name}")
                     continue
                 # stdin (the probe token) is the probe's alone, not PM2's.
-                probe = http_probe([(url, "")], timeout, with_token=True)
-                result = self.t.run(f"{{ {script}\n}} < /dev/null\n{probe}", check=False,
+                probe_cmd = http_probe([(url, "")], timeout, with_token=True)
+                result = self.t.run(f"{{ {script}\n}} < /dev/null\n{probe_cmd}", check=False,
                                     stdin=self._token_stdin(), what=f"restart {name}",
                                     timeout=timeout + 60)
                 probe = parse_probe(result.stdout, [(url, "")])[0]
                 if not probe.ok:
+                    why = (probe_reason(probe.status, probe.error) if probe.error
+                           else result.last_error_line())
                     raise HealthFailed(f"{self.name}: {name} not healthy on {url} after "
-                                       f"{timeout:.0f}s: {probe.error or result.last_error_line()}")
+                                       f"{timeout:.0f}s: {why}")
                 s.done_message = f"{name} healthy ({probe.ms:.0f} ms)"
             if index < len(ports) - 1 and not self.dry_run:
                 # nginx may still count the instance as failed: fail_timeout, measured
@@ -501,7 +504,8 @@ class HostDeployer:
                                 mutates=False, stdin=self._token_stdin(),
                                 what="health checks", timeout=60)
             probes: list[ProbeResult] = parse_probe(result.stdout, urls)
-            failures = [f"{p.url}: {p.error}" for p in probes if not p.ok]
+            # A status line and a short reason: never nginx's HTML error page.
+            failures = [f"{p.url}: {probe_reason(p.status, p.error)}" for p in probes if not p.ok]
             s.done_message = (f"{len(urls) - len(failures)}/{len(urls)} checks passed"
                               + (": " + "; ".join(failures) if failures else ""))
             s.data = {"failures": failures, "ms": {p.url: p.ms for p in probes}}

@@ -75,6 +75,19 @@ def http_output(code: int, body: str) -> str:
     return trim(f"{line}: {reason}", REASON_MAX + 30)
 
 
+def probe_body(error: str) -> str:
+    """The body part of the on-host probe's "HTTP <code> <body>" error text."""
+    parts = error.split(" ", 2)
+    return parts[2] if len(parts) == 3 else ""
+
+
+def probe_reason(status: int | None, error: str | None) -> str:
+    """An on-host probe's failure as one short line (status line, not the page)."""
+    if status:
+        return http_output(status, probe_body(error or ""))
+    return trim(error or "no answer")
+
+
 def http_kind(code: int, body: str = "") -> str:
     """The failure kind of an unexpected HTTP answer."""
     if code == 404:
