@@ -13,7 +13,11 @@ Each fault is injected for real, then `adapto recover ...` runs at once (a
 fresh CLI process, nobody at the terminal). "Time to healthy" is from the
 fault in place to the end of that command, which must exit 0; after it, an
 independent check (PM2 status, each instance on its own port, /api/health
-and / through nginx over HTTPS) must pass too. A fault adapto must not heal
+and / through nginx over HTTPS) must pass too. After a SIGKILL, PM2 may have
+restarted the instances itself before recover looks (then recover only
+checks); runs follow each other, so a kill within PM2's min_uptime (10 s) of
+the previous run's restart is a crash loop to recover, which replaces them.
+Figures depend on the machine's load (printed at the start). A fault adapto must not heal
 (another process on a backend port) is timed to the exit-1 report instead.
 
 Under load: 16 TLS connections at 300 requests/s in total load
