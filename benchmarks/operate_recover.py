@@ -11,9 +11,13 @@ test suite's slots. Run as root, from the repository:
 
 Each fault is injected for real, then `adapto recover ...` runs at once (a
 fresh CLI process, nobody at the terminal). "Time to healthy" is from the
-fault to the end of that command, which must exit 0; after it, an
+fault in place to the end of that command, which must exit 0; after it, an
 independent check (PM2 status, each instance on its own port, /api/health
-and / through nginx over HTTPS) must pass too. A fault adapto must not heal
+and / through nginx over HTTPS) must pass too. After a SIGKILL, PM2 may have
+restarted the instances itself before recover looks (then recover only
+checks); runs follow each other, so a kill within PM2's min_uptime (10 s) of
+the previous run's restart is a crash loop to recover, which replaces them.
+Figures depend on the machine's load (printed at the start). A fault adapto must not heal
 (another process on a backend port) is timed to the exit-1 report instead.
 
 Under load: 16 TLS connections at 300 requests/s in total load
@@ -73,40 +77,52 @@ def healthy(box: OpBox) -> bool:
         return False
 
 
-# --- faults: each returns an undo to run after the measurement (or None) ---------------
+# --- faults: each reads what it needs first and returns the injection itself ---------
+# (so that reading PM2's list, ~1 s of node, is not counted as time to healthy)
+
+Inject = Callable[[], None]
 
 
-def kill_instances(box: OpBox) -> None:
-    for app in box.pm2_apps().values():
-        os.kill(app["pid"], signal.SIGKILL)
-
-
-def stop_instances(box: OpBox) -> None:
-    box.pm2("stop", *NAMES)
-
-
-def kill_pm2_daemon(box: OpBox) -> None:
-    pids = [a["pid"] for a in box.pm2_apps().values()]
-    daemon = box.pm2_daemon_pid()
-    for pid in [daemon, *pids]:
-        if pid:
+def _kill(pids: list[int]) -> Inject:
+    def inject() -> None:
+        for pid in pids:
             os.kill(pid, signal.SIGKILL)
 
+    return inject
 
-def kill_nginx(box: OpBox) -> None:
+
+def kill_instances(box: OpBox) -> Inject:
+    return _kill([app["pid"] for app in box.pm2_apps().values()])
+
+
+def stop_instances(box: OpBox) -> Inject:
+    def inject() -> None:
+        box.pm2("stop", *NAMES)
+
+    return inject
+
+
+def kill_pm2_daemon(box: OpBox) -> Inject:
+    daemon = box.pm2_daemon_pid()
+    return _kill([pid for pid in [daemon, *(a["pid"] for a in box.pm2_apps().values())] if pid])
+
+
+def kill_nginx(box: OpBox) -> Inject:
     master = box.nginx_pid()
     workers = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True,
                              check=False).stdout.split()
-    for pid in [master, *map(int, workers)]:
-        os.kill(int(pid), signal.SIGKILL)
+    return _kill([int(pid) for pid in [master, *workers] if pid])
 
 
-def break_site(box: OpBox) -> None:
-    with box.site_config.open("a") as handle:
-        handle.write("\nthis is not nginx;\n")
+def break_site(box: OpBox) -> Inject:
+    def inject() -> None:
+        with box.site_config.open("a") as handle:
+            handle.write("\nthis is not nginx;\n")
+
+    return inject
 
 
-FAULTS: list[tuple[str, str, Callable[[OpBox], None]]] = [
+FAULTS: list[tuple[str, str, Callable[[OpBox], Inject]]] = [
     ("every instance SIGKILLed", "backend", kill_instances),
     ("every instance stopped (pm2 stop)", "backend", stop_instances),
     ("PM2 daemon + its apps SIGKILLed", "backend", kill_pm2_daemon),
@@ -115,9 +131,10 @@ FAULTS: list[tuple[str, str, Callable[[OpBox], None]]] = [
 ]
 
 
-def time_to_healthy(box: OpBox, what: str, fault: Callable[[OpBox], None]) -> float:
-    started = time.perf_counter()
-    fault(box)
+def time_to_healthy(box: OpBox, what: str, fault: Callable[[OpBox], Inject]) -> float:
+    inject = fault(box)
+    inject()
+    started = time.perf_counter()  # from the fault in place (a `pm2 stop` takes ~1 s itself)
     result = box.cli("recover", what, timeout=180)
     took = time.perf_counter() - started
     if result.returncode != 0:

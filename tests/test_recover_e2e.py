@@ -10,6 +10,7 @@ adapto's to do. Every test leaves the sandbox healthy for the next.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -299,9 +300,14 @@ def test_dry_run_changes_nothing_and_prints_the_commands(box: OpBox) -> None:
 def test_nginx_killed_is_started(box: OpBox) -> None:
     old = kill_nginx(box)
     time.sleep(0.2)
-    result = recover(box, "nginx")
+    result = recover(box, "nginx", "--json")  # as a pipeline (or the monitor) reads it
     assert result.returncode == 0, said(result)
-    assert "did: nginx start" in result.stdout, said(result)
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    final = events[-1]
+    assert final["kind"] == "result" and final["message"] == "healthy", said(result)
+    (host,) = final["data"]["hosts"]
+    assert host["actions"] == ["nginx start"] and host["still_failing"] == [], host
+    assert f"nginx runs (master pid {box.nginx_pid()})" in host["now"], host
     assert box.nginx_pid() not in (None, old)
 
 

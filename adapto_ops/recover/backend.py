@@ -116,7 +116,7 @@ def recover_backend(d: HostDeployer, secret_values: list[str]) -> HostRecovery:
     with d.step("status", "PM2 and every instance") as s:
         before = read_state(d, FIRST_LOOK_S)
         s.done_message = before.summary()
-        s.failed = not before.instances_ok
+        s.failed = not before.instances_ok or before.api_via_nginx is not None
     if before.instances_ok:
         out.nothing_to_do = True
         out.healthy = before.api_via_nginx is None
