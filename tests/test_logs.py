@@ -440,3 +440,10 @@ def test_many_files_on_one_host_spread_over_connections_under_maxsessions() -> N
                                                              CHANNELS_PER_CONNECTION, 1]
     channels.close()
     assert all(t.closed for t in made) and not first.closed  # the caller closes its own
+
+
+def test_default_lines_are_kamals_100_and_10_when_following() -> None:
+    assert LogOptions("backend").wanted == 100
+    assert LogOptions("backend", follow=True).wanted == 10
+    assert LogOptions("backend", lines=3, follow=True).wanted == 3
+    assert LogOptions("backend", lines=0, follow=True).wanted == 0
