@@ -79,6 +79,9 @@ def main() -> None:
         log = box.log_dir / f"ai-platform-backend-{SLOT.ports[0]}-out.log"
         with log.open("a") as handle:
             handle.writelines(stamp(f"line {i}") for i in range(200))
+        baseline = sorted(wall(box, "releases") for _ in range(args.runs))
+        print(f"baseline: adapto releases (start-up, SSH login, one read), wall: median "
+              f"{statistics.median(baseline):.2f}s")
         snapshot = sorted(wall(box, "logs", "backend") for _ in range(args.runs))
         print(f"logs backend (4 files, 100 lines each), wall: median "
               f"{statistics.median(snapshot):.2f}s, min {snapshot[0]:.2f}s ({args.runs} runs)")

@@ -401,3 +401,49 @@ def test_bad_options_are_one_line_and_exit_2(unreachable_inventory: Path, args: 
     assert done.stdout == "" and "Traceback" not in done.stderr
     if one_line:
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+# --- follow: connections for many files ---------------------------------------------------
+
+
+class CountingTransport:
+    """Counts the channels opened on it; a fake, for the arithmetic of Channels only."""
+
+    def __init__(self, name: str) -> None:
+        self.host = Host(name=name, address="127.0.0.1")
+        self.channels = 0
+        self.closed = False
+
+    def stream(self, command: str) -> list[str]:
+        self.channels += 1
+        return []
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_many_files_on_one_host_spread_over_connections_under_maxsessions() -> None:
+    from adapto_ops.procedures.logs_follow import CHANNELS_PER_CONNECTION, Channels
+
+    first = CountingTransport("web1")
+    made: list[CountingTransport] = []
+
+    def connect(host: str) -> CountingTransport:
+        made.append(CountingTransport(host))
+        return made[-1]
+
+    channels = Channels([first], connect)
+    for _ in range(2 * CHANNELS_PER_CONNECTION + 1):  # e.g. 9 instances: 18 files
+        channels.stream("web1", "tail -F x")
+    assert CHANNELS_PER_CONNECTION + 2 <= 10  # OpenSSH's default MaxSessions, with the shell
+    assert [first.channels, *(t.channels for t in made)] == [CHANNELS_PER_CONNECTION,
+                                                             CHANNELS_PER_CONNECTION, 1]
+    channels.close()
+    assert all(t.closed for t in made) and not first.closed  # the caller closes its own
+
+
+def test_default_lines_are_kamals_100_and_10_when_following() -> None:
+    assert LogOptions("backend").wanted == 100
+    assert LogOptions("backend", follow=True).wanted == 10
+    assert LogOptions("backend", lines=3, follow=True).wanted == 3
+    assert LogOptions("backend", lines=0, follow=True).wanted == 0

@@ -236,7 +236,9 @@ def run_logs(*, inventory: str | None, env_name: str, hosts: list[str] | None,
         if options.follow and reads:
             from adapto_ops.procedures.logs_follow import follow
 
-            code = max(code, follow(transports, reads, masker, printer))
+            by_name = {t.host.name: t for t in selection.targets}
+            code = max(code, follow(transports, reads, masker, printer,
+                                    lambda host: open_transport(selection, by_name[host])))
     except BrokenPipeError:
         # `adapto logs ... | head`: the reader has what it wanted; not a failure.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -15,6 +15,7 @@ from __future__ import annotations
 import queue
 import signal
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from adapto_ops.commands import logs as cmd
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from adapto_ops.remote import LineStream
 
 _END = None  # what a reader thread puts on the queue when its stream ends
+CHANNELS_PER_CONNECTION = 8
 
 
 def _pump(index: int, stream: LineStream, lines: queue.Queue[tuple[int, str | None]]) -> None:
@@ -34,10 +36,41 @@ def _pump(index: int, stream: LineStream, lines: queue.Queue[tuple[int, str | No
     lines.put((index, _END))
 
 
+class Channels:
+    """Hands out SSH connections for streams: at most ``per_connection`` channels on each.
+
+    OpenSSH allows 10 sessions per connection by default (MaxSessions), and the
+    long-lived shell holds one; a host with many instances (two files each) gets
+    a further connection for every ``per_connection`` files.
+    """
+
+    def __init__(self, transports: list[Any], connect: Callable[[str], Any],
+                 per_connection: int = CHANNELS_PER_CONNECTION) -> None:
+        self._current = {t.host.name: t for t in transports}
+        self._used = dict.fromkeys(self._current, 0)
+        self._connect, self._per = connect, per_connection
+        self.opened: list[Any] = []  # the extra connections, closed by close()
+
+    def stream(self, host: str, command: str) -> LineStream:
+        if self._used[host] >= self._per:
+            self._current[host] = self._connect(host)
+            self.opened.append(self._current[host])
+            self._used[host] = 0
+        self._used[host] += 1
+        return self._current[host].stream(command)
+
+    def close(self) -> None:
+        for transport in self.opened:
+            transport.close()
+
+
 def follow(transports: list[Any], reads: list[SourceRead], masker: Masker,
-           printer: Printer) -> int:
-    """Stream new lines of every file that exists or may appear; returns the exit code."""
-    by_host = {t.host.name: t for t in transports}
+           printer: Printer, connect: Callable[[str], Any]) -> int:
+    """Stream new lines of every file that exists or may appear; returns the exit code.
+
+    ``connect(host)`` opens one more connection to a host (see :class:`Channels`).
+    """
+    channels = Channels(transports, connect)
     followed = [r for r in reads if r.state in ("ok", "missing")]
     lines: queue.Queue[tuple[int, str | None]] = queue.Queue()
     streams: list[LineStream] = []
@@ -48,8 +81,8 @@ def follow(transports: list[Any], reads: list[SourceRead], masker: Masker,
     try:
         for index, read in enumerate(followed):
             try:
-                stream = by_host[read.source.host].stream(
-                    cmd.follow(read.source.path, read.offset))
+                stream = channels.stream(read.source.host,
+                                         cmd.follow(read.source.path, read.offset))
             except AdaptoError as exc:
                 printer.note(f"error: {exc.message}")
                 code = EXIT_FAILED
@@ -86,6 +119,7 @@ def follow(transports: list[Any], reads: list[SourceRead], masker: Masker,
             signal.signal(signal.SIGTERM, previous)
         for stream in streams:
             stream.close()
+        channels.close()
     return code
 
 
