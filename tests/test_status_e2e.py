@@ -100,7 +100,7 @@ def port_held_by_another_process(port: int) -> Iterator[None]:
 # --- status ------------------------------------------------------------------------------
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(240)  # includes bringing the module's sandbox up and deploying
 def test_status_json_reports_the_deployed_host(box: OpBox) -> None:
     result = box.cli("status", "--json")
     assert result.returncode == 0, said(result)
