@@ -96,7 +96,7 @@ def test_a_stopped_backend_gives_one_alert_and_one_resolved_message(
         time.sleep(3)  # more failing rounds: still one alert
         assert len(telegram.texts()) == 1
         start_backend(box)
-        assert telegram.wait_for(2, 60), run.said()
+        assert telegram.wait_for(2, 90), run.said()
         time.sleep(3)  # healthy rounds after the resolution: nothing more
         texts = telegram.texts()
     assert len(texts) == 2, texts
