@@ -341,3 +341,30 @@ def test_gixy_finds_nothing_in_the_probe_token_map(tmp_path: Path) -> None:
 
     issues = gixy_issues(render_nginx(_target("production"), TOKEN).text, tmp_path)
     assert issues == [], issues
+
+
+# --- the sandbox's CA ----------------------------------------------------------------------------
+
+
+def test_sandbox_up_replaces_an_old_self_signed_leaf_with_a_ca_signed_one(tmp_path: Path) -> None:
+    from adapto_ops.sandbox import _ensure_cert, ca_paths
+    from adapto_ops.sandbox_files import sandbox_host
+    from adapto_ops.tls import write_self_signed
+
+    text = (REPO / "inventory.yaml").read_text().replace("/var/tmp/adapto-sandbox",
+                                                         str(tmp_path))
+    loaded = parse_inventory(text, tmp_path / "inventory.yaml")
+    sh = sandbox_host(loaded, "sandbox", loaded.environment("sandbox").hosts[0])
+    cert = Path(sh.env.nginx.certificate_path)
+    key = Path(sh.env.nginx.certificate_key_path)
+    ca, ca_key = ca_paths(sh)
+    assert ca == Path(str(sh.env.health.ca_file)) and ca.parent == sh.sdir / "tls"
+    # What an older `sandbox up` left: a self-signed leaf and no CA.
+    write_self_signed(sh.env.nginx.server_names, cert, key)
+    assert _ensure_cert(sh) is True
+    assert issued_by(cert, ca) and oct(ca_key.stat().st_mode & 0o777) == "0o600"
+    assert _ensure_cert(sh) is False  # good as it is: left alone
+    write_signed(["other.adapto.test"], cert, key, ca, ca_key)
+    assert _ensure_cert(sh) is True  # not for the site's names: replaced
+    assert describe_certificate(_der(cert), sh.env.nginx.canonical_name).startswith(
+        "unknown issuer")  # valid for the name; only the CA is unknown without ca_file

@@ -86,9 +86,15 @@ def pm2_home() -> str:
 
 
 def pm2_daemon_alive() -> str:
-    """Exit 0 when the PM2 daemon of this user (or PM2_HOME) is running."""
+    """Exit 0 when the PM2 daemon of this user (or PM2_HOME) is running.
+
+    A killed daemon stays a zombie until it is reaped, and `kill -0` succeeds on
+    a zombie; `pm2 jlist` would then start a fresh, empty daemon. So the state
+    in /proc/PID/stat (after the command name, which may hold spaces) must not be Z.
+    """
     pid = f"{pm2_home()}/pm2.pid"
-    return f'[ -s {pid} ] && kill -0 "$(cat {pid})" 2>/dev/null'
+    return (f'[ -s {pid} ] && kill -0 "$(cat {pid})" 2>/dev/null && '
+            f'[ "$(sed \'s/.*) //\' "/proc/$(cat {pid})/stat" 2>/dev/null | cut -c1)" != Z ]')
 
 
 def pm2_processes() -> str:

@@ -136,6 +136,9 @@ class Session:
 
     def __enter__(self) -> Session:
         targets = self.selection.targets
+        # Checked before connecting: a token nginx cannot quote is bad input.
+        secret_values = self.selection.secrets()
+        tokens = [probe_token_value(t, secret_values) for t in targets]
         with Step(self.reporter, None, "connect", f"{len(targets)} host(s) over SSH"):
             results = parallel(targets, lambda t: open_transport(self.selection, t))
             errors = [r for r in results if isinstance(r, BaseException)]
@@ -144,12 +147,10 @@ class Session:
                 for transport in transports:
                     transport.close()
                 raise errors[0]
-        secret_values = self.selection.secrets()
-        for target, transport in zip(targets, transports, strict=True):
+        for target, transport, token in zip(targets, transports, tokens, strict=True):
             wrapped: Transport = RecordingTransport(transport) if self.dry_run else transport
             self.deployers.append(HostDeployer(wrapped, target, self.reporter,
-                                               dry_run=self.dry_run, probe_token=probe_token_value(
-                                                   target, secret_values)))
+                                               dry_run=self.dry_run, probe_token=token))
         return self
 
     def lock(self, command: str, break_lock: bool) -> list[HostState]:

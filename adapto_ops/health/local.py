@@ -25,7 +25,7 @@ from adapto_ops.health.classify import (
     http_output,
     trim,
 )
-from adapto_ops.health.model import CheckResult, Status
+from adapto_ops.health.model import CheckResult, Observed, Status
 from adapto_ops.render.configs import Target
 
 PROBE_HEADER = "X-Adapto-Probe"
@@ -53,6 +53,7 @@ class Site:
 
     @classmethod
     def of(cls, target: Target, token: str | None, next_commands: NextCommands) -> Site:
+        """The site of ``target``'s host, probed with ``token``."""
         env = target.env
         return cls(target.host.name, target.host.address.strip("[]"), env.nginx.canonical_name,
                    env.nginx.http_port, env.nginx.https_port, env.backend.health_path,
@@ -61,6 +62,7 @@ class Site:
                    env.health.certificate_warn_days, env.health.ca_file, token, next_commands)
 
     def origin(self, scheme: str = "https") -> str:
+        """Where to connect: the host's address and the scheme's port."""
         host = f"[{self.address}]" if ":" in self.address else self.address
         return f"{scheme}://{host}:{self.https_port if scheme == 'https' else self.http_port}"
 
@@ -71,13 +73,15 @@ class Site:
         return f"{scheme}://{self.name}{'' if port == default else f':{port}'}{path}"
 
     def headers(self) -> dict[str, str]:
+        """Host, our user agent and, when the environment has one, the probe token."""
         return {"Host": self.name, "User-Agent": USER_AGENT,
                 **({PROBE_HEADER: self.token} if self.token else {})}
 
     def result(self, component: str, measurement: str, name: str, status: Status, *,
-               value: Any = None, unit: str | None = None, output: str = "",
+               value: Observed = None, unit: str | None = None, output: str = "",
                kind: str | None = None, ms: float | None = None,
                endpoint: str | None = None) -> CheckResult:
+        """A result of this site; failures and warnings get their next command."""
         next_command = self.next.for_kind(kind, component) if status != "pass" and kind else None
         return CheckResult(self.host, component, measurement, name, status, value, unit,
                            output, kind if status != "pass" else None, next_command, ms,
@@ -138,6 +142,7 @@ def describe_certificate(der: bytes, name: str, now: dt.datetime | None = None) 
 
 
 def ssl_name_matches(pattern: str, name: str) -> bool:
+    """A certificate's DNS name (maybe *.wildcard) covers ``name``."""
     if pattern.startswith("*."):
         return name.count(".") == pattern.count(".") and name.endswith(pattern[1:])
     return pattern.lower() == name.lower()
@@ -156,7 +161,7 @@ def check_certificate(site: Site) -> list[CheckResult]:
     started = time.perf_counter()
     endpoint = site.public_url("/")
 
-    def result(status: Status, output: str, value: Any = None, kind: str | None = "tls") \
+    def result(status: Status, output: str, value: Observed = None, kind: str | None = "tls") \
             -> list[CheckResult]:
         return [site.result("certificate", "daysLeft", "certificate", status, value=value,
                             unit="d", output=output, kind=kind, ms=_ms(started),

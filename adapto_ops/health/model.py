@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 Status = Literal["pass", "warn", "fail"]
+Observed = float | int | str | bool | None
 
 # The runbook's failure kinds ("404", "500", WebSocket, Database, Authentication)
 # plus those adapto adds. Each failed or warning check carries one.
@@ -28,7 +29,7 @@ class CheckResult:
     measurement: str
     name: str
     status: Status
-    observed_value: float | int | str | bool | None = None
+    observed_value: Observed = None
     observed_unit: str | None = None
     output: str = ""
     kind: str | None = None  # one of KINDS when status is not pass

@@ -11,7 +11,7 @@ from adapto_ops.commands.probe import ProbeResult, http_probe, parse_probe
 from adapto_ops.facts import HostFacts
 from adapto_ops.health.classify import NextCommands, error_kind, http_kind, trim
 from adapto_ops.health.classify import http_output as http_line
-from adapto_ops.health.model import CheckResult, Status
+from adapto_ops.health.model import CheckResult, Observed, Status
 from adapto_ops.render.configs import Target, instance_name
 
 
@@ -38,18 +38,21 @@ class HostChecks:
         self.ms = duration_ms
 
     def result(self, component: str, measurement: str, name: str, status: Status, *,
-               value: object = None, unit: str | None = None, output: str = "",
+               value: Observed = None, unit: str | None = None, output: str = "",
                kind: str | None = None, endpoint: str | None = None) -> CheckResult:
+        """A result of this host; failures and warnings get their next command."""
         next_command = self.next.for_kind(kind, component) if status != "pass" and kind else None
         return CheckResult(self.target.host.name, component, measurement, name, status,
                            value, unit, output, kind if status != "pass" else None, next_command,
-                           self.ms, endpoint=endpoint)  # type: ignore[arg-type]
+                           self.ms, endpoint=endpoint)
 
     def all(self) -> list[CheckResult]:
+        """Every on-host check, instances first."""
         return [*self.instances(), self.pm2(), self.nginx_running(), self.nginx_config(),
                 self.disk()]
 
     def instances(self) -> list[CheckResult]:
+        """Each backend instance on its own port, against the API budget."""
         urls = instance_urls(self.target)
         probes = parse_probe(self.facts.probe_output, urls)
         budget = self.env.health.api_budget_ms
@@ -77,6 +80,7 @@ class HostChecks:
         return result("fail", trim(words.get(error, error)), kind)
 
     def pm2(self) -> CheckResult:
+        """PM2's view: daemon up, every instance present, online and not crash-looping."""
         facts, backend = self.facts, self.env.backend
         name = "pm2"
         if not facts.pm2_daemon:
@@ -109,6 +113,7 @@ class HostChecks:
                            output=f"{restarts} restart(s) in all")
 
     def nginx_running(self) -> CheckResult:
+        """nginx's master process is alive."""
         if self.facts.nginx_running:
             return self.result("nginx", "running", "nginx", "pass", value=True,
                                output=f"master pid {self.facts.nginx_pid}")
@@ -116,6 +121,7 @@ class HostChecks:
                            output="nginx is not running", kind="process")
 
     def nginx_config(self) -> CheckResult:
+        """`nginx -t` passes; otherwise its [emerg] line."""
         ok = self.facts.nginx_config_ok
         if ok:
             return self.result("nginx", "config", "nginx -t", "pass", value=True,
@@ -126,6 +132,7 @@ class HostChecks:
                            output=trim(emerg), kind="config")
 
     def disk(self) -> CheckResult:
+        """Free space under the root, against the inventory's thresholds."""
         disk, health = self.facts.disk, self.env.health
         if disk is None:
             return self.result("disk", "free", "disk", "fail", unit="%",
