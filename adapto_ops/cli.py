@@ -377,7 +377,9 @@ def recover(
     backend: restart only the failing PM2 instances one at a time (or bring them back
     from the current release if the PM2 daemon is gone); nginx: nginx -t, the last good
     site config back, reload, start or restart. Exit 0 when healthy at the end, else 1
-    naming what still fails. Example: adapto recover backend -e sandbox
+    naming what still fails.
+
+    Example: adapto recover backend -e sandbox
     """
 
     def body() -> None:

@@ -165,10 +165,16 @@ def write_sources(base: Path) -> None:
 
 
 @contextlib.contextmanager
-def deployed_sandbox(base: Path, slot: Slot, *, deploy: bool = True) -> Iterator[OpBox]:
-    """A sandbox on ``slot`` with the reference app deployed; purged on exit."""
+def deployed_sandbox(base: Path, slot: Slot, *, deploy: bool = True,
+                     adjust: Callable[[dict[str, Any]], None] | None = None) -> Iterator[OpBox]:
+    """A sandbox on ``slot`` with the reference app deployed; purged on exit.
+
+    ``adjust`` changes the environment's inventory data before anything is deployed.
+    """
     write_sources(base)
     box = OpBox(base, slot, inventory_data(base, slot))
+    if adjust is not None:
+        adjust(box.data["environments"][ENV])
     box.inventory.write_text(yaml.safe_dump(box.data, sort_keys=False), encoding="utf-8")
     try:
         up = box.cli("sandbox", "up", timeout=120)

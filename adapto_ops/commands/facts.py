@@ -85,16 +85,21 @@ def pm2_home() -> str:
     return '"${PM2_HOME:-$HOME/.pm2}"'
 
 
-def pm2_daemon_alive() -> str:
-    """Exit 0 when the PM2 daemon of this user (or PM2_HOME) is running.
+def running(pid_file: str) -> str:
+    """Exit 0 when the pid in ``pid_file`` runs: not gone, and not a zombie.
 
-    A killed daemon stays a zombie until it is reaped, and `kill -0` succeeds on
-    a zombie; `pm2 jlist` would then start a fresh, empty daemon. So the state
-    in /proc/PID/stat (after the command name, which may hold spaces) must not be Z.
+    A process killed a moment ago stays a zombie until its parent reaps it, and
+    `kill -0` succeeds on a zombie; reading it as alive would let the PM2 CLI
+    quietly launch a fresh, empty daemon.
     """
-    pid = f"{pm2_home()}/pm2.pid"
-    return (f'[ -s {pid} ] && kill -0 "$(cat {pid})" 2>/dev/null && '
-            f'[ "$(sed \'s/.*) //\' "/proc/$(cat {pid})/stat" 2>/dev/null | cut -c1)" != Z ]')
+    return (f'[ -s {pid_file} ] && kill -0 "$(cat {pid_file})" 2>/dev/null && '
+            f'[ "$(sed \'s/.*) //\' "/proc/$(cat {pid_file})/stat" 2>/dev/null | cut -c1)" '
+            '!= Z ]')
+
+
+def pm2_daemon_alive() -> str:
+    """Exit 0 when the PM2 daemon of this user (or PM2_HOME) is running."""
+    return running(f"{pm2_home()}/pm2.pid")
 
 
 def pm2_processes() -> str:
@@ -126,8 +131,7 @@ def gather(env: Environment, user: str, probe: str | None = None) -> str:
         f"echo unit=$(systemctl is-enabled pm2-{q(user)} 2>/dev/null || echo missing); "
         "else echo unit=no-systemd; fi",
         "echo @@nginx_running",
-        (f"if [ -s {pid} ] && kill -0 \"$(cat {pid})\" 2>/dev/null; then cat {pid}; "
-         "else echo no; fi"),
+        f"if {running(pid)}; then cat {pid}; else echo no; fi",
         "echo @@nginx_test",
         f"{nginx_cmd.test(nginx)} 2>&1; echo \"exit=$?\"",
         "echo @@release",

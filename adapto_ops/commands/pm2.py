@@ -25,8 +25,8 @@ def jlist() -> str:
 
 
 def start_only(ecosystem: str, names: list[str]) -> str:
-    """Start several apps of an ecosystem file; the first `pm2 start` launches the daemon."""
-    return "\n".join(start(ecosystem, name) for name in names)
+    """Start several apps of an ecosystem file in one `pm2 start` (which launches the daemon)."""
+    return start(ecosystem, ",".join(names))
 
 
 def log_tail(log_dir: str, name: str, lines: int) -> str:

@@ -44,8 +44,10 @@ def _summary(report: RecoverReport, reporter: Reporter) -> None:
         from rich.markup import escape
 
         for h in report.hosts:
-            if h.nothing_to_do:
+            if h.nothing_to_do and h.healthy:
                 head = "[green]nothing to do[/]: healthy"
+            elif h.nothing_to_do:
+                head = f"[red]still failing[/], and nothing recover {report.what} can do"
             elif report.dry_run:
                 head = "[yellow]dry run[/]: nothing was changed"
             else:

@@ -25,6 +25,7 @@ from adapto_ops.render.configs import instance_name
 
 FIRST_LOOK_S = 3.0  # an instance PM2 is restarting by itself gets this long to answer
 LOG_LINES = 50
+NOT_PROBED = "not checked: no instance is online"
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,11 @@ class InstanceState:
     answers: bool
     error: str
     foreign: PortHolder | None
+    crash_looping: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.pm2_status == "online" and self.answers
+        return self.pm2_status == "online" and self.answers and not self.crash_looping
 
     def problem(self) -> str:
         """Why it fails, in a few words."""
@@ -50,6 +52,8 @@ class InstanceState:
                     f"({self.foreign.command or '?'}), not by PM2")
         if self.pm2_status is None:
             return "not in PM2"
+        if self.crash_looping:
+            return f"crash loop ({self.restarts} restarts, PM2 status {self.pm2_status})"
         if self.pm2_status != "online":
             return f"PM2 status {self.pm2_status}"
         return f"does not answer on :{self.port}: {self.error}"
@@ -86,10 +90,13 @@ def read_state(d: HostDeployer, probe_timeout_s: float) -> BackendState:
     by_port = dict(zip(backend.ports, urls[2:], strict=True))
     processes = {port: facts.instance(backend.name, port) for port in backend.ports}
     online = [port for port, p in processes.items() if p is not None and p.online]
-    wanted = [by_port[port] for port in online] + [urls[0]]
+    # Through nginx only when an instance is up to PM2: with none, it cannot answer
+    # and would only wait out the deadline.
+    keys: list[int | str] = [*online, *(["api"] if online else [])]
+    wanted = [by_port[k] if isinstance(k, int) else urls[0] for k in keys]
     result = d.t.run(http_probe(wanted, probe_timeout_s), check=False, mutates=False,
                      what="probe the instances", timeout=probe_timeout_s + 30)
-    probes = dict(zip([*online, "api"], parse_probe(result.stdout, wanted), strict=True))
+    probes = dict(zip(keys, parse_probe(result.stdout, wanted), strict=True))
     instances = []
     for port, process in processes.items():
         probe = probes.get(port)
@@ -97,9 +104,10 @@ def read_state(d: HostDeployer, probe_timeout_s: float) -> BackendState:
             instance_name(backend.name, port), port,
             process.status if process else None, process.restarts if process else 0,
             probe is not None and probe.ok, (probe.error or "") if probe else "not probed",
-            facts.foreign_holder(port)))
-    api = probes["api"]
-    return BackendState(facts, instances, None if api.ok else api.error or "?")
+            facts.foreign_holder(port), bool(process and process.crash_looping)))
+    api = probes.get("api")
+    api_error = NOT_PROBED if api is None else None if api.ok else api.error or "?"
+    return BackendState(facts, instances, api_error)
 
 
 def recover_backend(d: HostDeployer, secret_values: list[str]) -> HostRecovery:
@@ -108,7 +116,7 @@ def recover_backend(d: HostDeployer, secret_values: list[str]) -> HostRecovery:
     with d.step("status", "PM2 and every instance") as s:
         before = read_state(d, FIRST_LOOK_S)
         s.done_message = before.summary()
-        s.failed = not before.instances_ok
+        s.failed = not before.instances_ok or before.api_via_nginx is not None
     if before.instances_ok:
         out.nothing_to_do = True
         out.healthy = before.api_via_nginx is None
@@ -139,7 +147,9 @@ def recover_backend(d: HostDeployer, secret_values: list[str]) -> HostRecovery:
     if d.dry_run:
         _describe(out, before)
         return out
-    if out.actions:
+    if out.actions and not before.facts.pm2_saved:
+        # Without a saved list a reboot (`pm2 resurrect`) brings nothing back. A saved
+        # one already names these apps from this release (the deploy saved it).
         d.t.run(pm2_cmd.save(), check=False, what="pm2 save")
     # Restarted instances were each seen healthy already; ones PM2 launched along
     # with its daemon are still starting and get the deploy's start timeout.
@@ -184,6 +194,8 @@ def _describe(out: HostRecovery, state: BackendState) -> None:
             out.still_failing.append(f"{i.name}: {i.problem()}")
     if state.api_via_nginx is None:
         out.now.append("/api/health through nginx answers")
+    elif state.api_via_nginx == NOT_PROBED:  # the instances' own lines say what fails
+        out.now.append(f"/api/health through nginx {NOT_PROBED}")
     else:
         out.now.append(f"/api/health through nginx fails: {state.api_via_nginx}")
         # With every instance well, what fails between them and the client is nginx.
