@@ -8,6 +8,8 @@ as :class:`adapto_ops.remote.SSHTransport`: stdout, stderr, exit code.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 
 from adapto_ops.errors import OperationFailed
@@ -33,14 +35,20 @@ class LocalTransport:
         progress: Progress | None = None,
     ) -> Result:
         del mutates, progress
+        # Its own process group: on a timeout the whole command (children holding
+        # the output pipes included) is killed, not just the shell.
+        proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
         try:
-            proc = subprocess.run(["/bin/sh", "-c", command], input=stdin or b"",
-                                  capture_output=True, timeout=timeout, check=False)
+            out, err = proc.communicate(stdin or b"", timeout=timeout)
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
             raise OperationFailed(f"{self.host.name}: {what or _short(command)}: no answer "
                                   f"in {timeout:g} s") from None
-        result = Result(command, proc.stdout.decode("utf-8", "replace"),
-                        proc.stderr.decode("utf-8", "replace"), proc.returncode)
+        result = Result(command, out.decode("utf-8", "replace"),
+                        err.decode("utf-8", "replace"), proc.returncode)
         if check and not result.ok:
             raise CommandFailed(self.host.name, result, what)
         return result

@@ -122,4 +122,4 @@ def test_a_local_host_runs_commands_here_without_ssh(production: tuple) -> None:
     with pytest.raises(CommandFailed, match="a step failed: err"):
         transport.run("echo err >&2; exit 3", what="a step")
     with pytest.raises(OperationFailed, match=r"no answer in 0\.2 s"):
-        transport.run("sleep 5", timeout=0.2)
+        transport.run("sleep 5; echo never", timeout=0.2)
