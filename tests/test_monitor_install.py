@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -121,5 +122,9 @@ def test_a_local_host_runs_commands_here_without_ssh(production: tuple) -> None:
     assert (result.stdout, result.stderr, result.exit_code) == ("in out\n", "err\n", 3)
     with pytest.raises(CommandFailed, match="a step failed: err"):
         transport.run("echo err >&2; exit 3", what="a step")
+    # A daemon the command leaves behind (holding its stdout) does not hold the command up.
+    started = time.monotonic()
+    assert transport.run("(sleep 5 &) ; echo started").stdout == "started\n"
+    assert time.monotonic() - started < 2
     with pytest.raises(OperationFailed, match=r"no answer in 0\.2 s"):
         transport.run("sleep 5; echo never", timeout=0.2)
