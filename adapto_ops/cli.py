@@ -345,7 +345,8 @@ def monitor(
         typer.Option("--alert", help="alert channel [default: the inventory's monitor.alert]"),
     ] = None,
     once: Annotated[
-        bool, typer.Option("--once", help="one round, print it, exit 0 if all pass else 1")
+        bool, typer.Option("--once", help="one round, print it, exit 0 if all pass else 1 "
+                                          "(alerts only with --alert)")
     ] = False,
     metrics: Annotated[
         str | None,

@@ -68,6 +68,7 @@ def main() -> None:
                           f"back -> resolved {to_resolved[-1]:.2f} s", flush=True)
                     time.sleep(args.interval * 2)
                 messages = fake.texts()
+                took = [r["took_ms"] for r in run.rounds()]
         finally:
             fake.stop()
     alerts = sum(text.startswith("ALERT") for text in messages)
@@ -75,6 +76,8 @@ def main() -> None:
     print(f"\nmonitor, interval {args.interval:g} s, failure_threshold {args.threshold}, "
           f"success_threshold 2, {args.runs} faults (pm2 stop of every instance)")
     print(f"  messages: {alerts} alerts, {resolved} resolved (expected {args.runs} each)")
+    print(f"  one round of health checks: median {statistics.median(took) / 1000:.2f} s "
+          f"(p95 {sorted(took)[int(len(took) * 0.95)] / 1000:.2f} s, {len(took)} rounds)")
     for label, values in (("fault -> alert", to_alert),
                           ("  (from stop's end)", to_alert_low),
                           ("back -> resolved", to_resolved)):

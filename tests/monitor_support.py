@@ -60,8 +60,13 @@ class MonitorRun:
         return False
 
     def said(self) -> str:
-        return (f"exit {self.proc.poll()}\n--- stdout\n{self.out.read_text()[-4000:]}\n"
-                f"--- stderr\n{self.err.read_text()[-4000:]}")
+        """The monitor's exit, what failed in its last rounds, and the tail of its output."""
+        failing = [f"round {r['round']} ({r['took_ms']:.0f} ms): " + "; ".join(
+            f"{c['name']}: {c['output']}" for c in r["checks"] if c["status"] == "fail")
+            for r in self.rounds()[-5:]]
+        return (f"exit {self.proc.poll()}\n--- last rounds\n" + "\n".join(failing)
+                + f"\n--- stdout\n{self.out.read_text()[-2000:]}\n"
+                f"--- stderr\n{self.err.read_text()[-2000:]}")
 
 
 @contextlib.contextmanager

@@ -336,6 +336,17 @@ def test_results_file_has_one_line_per_round_with_every_check(tmp_path: Path) ->
     assert path.stat().st_mode & 0o777 == 0o600
 
 
+def test_a_full_results_file_rolls_over_to_dot_1(tmp_path: Path) -> None:
+    path = tmp_path / "prod.jsonl"
+    store = ResultsFile(path, max_bytes=2000)
+    for number in range(1, 11):
+        store.append({"round": number, "pad": "x" * 300})
+    store.close()
+    old, new = read_rounds(path.with_name("prod.jsonl.1")), read_rounds(path)
+    assert [r["round"] for r in old + new] == list(range(old[0]["round"], 11))
+    assert new and path.stat().st_mode & 0o777 == 0o600
+
+
 def test_metrics_text_and_server() -> None:
     metrics = Metrics("prod")
     feed = iter([backend("pass"), backend("fail")])

@@ -96,7 +96,7 @@ def test_a_stopped_backend_gives_one_alert_and_one_resolved_message(
         time.sleep(3)  # more failing rounds: still one alert
         assert len(telegram.texts()) == 1
         start_backend(box)
-        assert telegram.wait_for(2, 60), run.said()
+        assert telegram.wait_for(2, 90), run.said()
         time.sleep(3)  # healthy rounds after the resolution: nothing more
         texts = telegram.texts()
     assert len(texts) == 2, texts
@@ -113,7 +113,7 @@ def test_a_stopped_backend_gives_one_alert_and_one_resolved_message(
 def test_missing_alert_secrets_are_one_line_and_exit_2(box: OpBox,
                                                        telegram: FakeTelegram) -> None:
     inventory = monitor_inventory(box, telegram)
-    result = adapto("monitor", "-e", ENV, "-i", str(inventory), "--once")
+    result = adapto("monitor", "-e", ENV, "-i", str(inventory), "--rounds", "1")
     assert result.returncode == 2, said(result)
     assert "TELEGRAM_BOT_TOKEN" in result.stderr and "Traceback" not in result.stderr
     # Without a channel: --rounds N and one JSON line per round, alerts only in the file.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -105,3 +106,25 @@ def test_systemd_where_it_runs_pm2_elsewhere_and_always_on_a_sandbox() -> None:
     with pytest.raises(OperationFailed, match="neither systemd nor PM2"):
         choose_manager({"importable": "yes", "systemd": "no", "pm2": "no"}, sandbox=False,
                        host="h", python="python3")
+
+
+def test_a_local_host_runs_commands_here_without_ssh(production: tuple) -> None:
+    from adapto_ops.deploy.run import open_transport
+    from adapto_ops.local import LocalTransport
+    from adapto_ops.remote import CommandFailed
+    from adapto_ops.render.configs import Target
+
+    selection, target = production
+    local = target.host.model_copy(update={"connection": "local"})
+    transport = open_transport(selection, Target.of("p", "production", selection.env, local))
+    assert isinstance(transport, LocalTransport)  # no connection to the production address
+    result = transport.run("cat; echo out; echo err >&2; exit 3", stdin=b"in ", check=False)
+    assert (result.stdout, result.stderr, result.exit_code) == ("in out\n", "err\n", 3)
+    with pytest.raises(CommandFailed, match="a step failed: err"):
+        transport.run("echo err >&2; exit 3", what="a step")
+    # A daemon the command leaves behind (holding its stdout) does not hold the command up.
+    started = time.monotonic()
+    assert transport.run("(sleep 5 &) ; echo started").stdout == "started\n"
+    assert time.monotonic() - started < 2
+    with pytest.raises(OperationFailed, match=r"no answer in 0\.2 s"):
+        transport.run("sleep 5; echo never", timeout=0.2)

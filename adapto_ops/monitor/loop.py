@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapto_ops.errors import InventoryError
 from adapto_ops.health.model import CheckResult
 from adapto_ops.monitor.alerts import Notice, Outbox, alert_notice, deploy_note, resolved_notice
 from adapto_ops.monitor.metrics import Metrics
@@ -72,6 +73,8 @@ class Monitor:
     def _checks(self) -> list[CheckResult]:
         try:
             return self.check()
+        except InventoryError:
+            raise  # bad input (exit 2), not a sick host
         except Exception as exc:  # a round that cannot check is a failed round, not a crash
             reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
             return [CheckResult("*", "monitor", "checks", "monitor could not run the checks",

@@ -56,18 +56,6 @@ def notifier(selection: Selection, channel: str | None) -> Any:
     return WebhookNotifier(url, timeout_s=alert.timeout_s)
 
 
-def checks_and_deploys(selection: Selection) -> tuple[Any, Any, Any]:
-    """(check, last_deploy, close): the full health run when this adapto has one, else probes."""
-    from adapto_ops.monitor.probes import HostProbes
-
-    probes = HostProbes(selection)
-    try:
-        from adapto_ops.health.run import run_checks  # type: ignore[import-not-found]
-    except ImportError:
-        return probes, probes.last_deploy, probes.close
-    return (lambda: run_checks(selection)), probes.last_deploy, probes.close
-
-
 def recoverer(selection: Selection, inventory: str | None) -> Any:
     """(host, what) -> ended healthy, through `adapto recover` on that host alone."""
     from adapto_ops.events import ListReporter
@@ -83,7 +71,9 @@ def recoverer(selection: Selection, inventory: str | None) -> Any:
 def run_monitor(*, inventory: str | None, env_name: str, hosts: list[str] | None,
                 interval: float | None, auto_recover: bool, alert: str | None, once: bool,
                 metrics: str | None, as_json: bool, max_rounds: int | None = None) -> int:
+    from adapto_ops.health.run import run_checks
     from adapto_ops.monitor.alerts import Outbox
+    from adapto_ops.monitor.history import DeployHistory
     from adapto_ops.monitor.loop import Monitor, MonitorConfig
     from adapto_ops.monitor.metrics import Metrics, parse_listen
     from adapto_ops.monitor.store import ResultsFile
@@ -91,19 +81,20 @@ def run_monitor(*, inventory: str | None, env_name: str, hosts: list[str] | None
     selection = select(inventory, env_name, hosts)
     cfg = selection.env.monitor
     listen = parse_listen(metrics) if metrics else None
-    channel = alert or cfg.alert.channel
+    # One round rarely crosses a threshold: --once alerts only when asked to (--alert).
+    channel = alert or (None if once else cfg.alert.channel)
     outbox = Outbox(notifier(selection, channel))
     recover = recoverer(selection, inventory) if auto_recover else None
     interval_s = interval if interval is not None else cfg.interval_s
-    check, last_deploy, close = checks_and_deploys(selection)
+    last_deploy = DeployHistory(selection)
     store = ResultsFile(results_path(selection))
     exporter = Metrics(env_name) if listen else None
     monitor = Monitor(
         MonitorConfig(env=env_name, failure_threshold=cfg.failure_threshold,
                       success_threshold=cfg.success_threshold, group=cfg.group,
                       deploy_window_s=cfg.deploy_window_s, auto_recover=auto_recover),
-        check, recover=recover, last_deploy=last_deploy, outbox=outbox, store=store,
-        metrics=exporter)
+        lambda: run_checks(selection), recover=recover, last_deploy=last_deploy, outbox=outbox,
+        store=store, metrics=exporter)
     try:
         if exporter and listen:
             port = exporter.serve(*listen)
@@ -113,7 +104,7 @@ def run_monitor(*, inventory: str | None, env_name: str, hosts: list[str] | None
         _loop(monitor, env_name, interval_s, as_json, channel, max_rounds)
         return EXIT_OK
     finally:
-        close()
+        last_deploy.close()
         store.close()
         if exporter:
             exporter.close()
