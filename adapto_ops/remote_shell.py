@@ -36,6 +36,8 @@ class RemoteShell:
         self.marker = f"__ADAPTO_{secrets.token_hex(8)}__"
         self.tmp = f"/tmp/.adapto-{secrets.token_hex(6)}"
         self._end = re.compile(rf"\n{self.marker}END (\d+)\n".encode())
+        # The longest text the end marker can span: where a search must resume.
+        self._end_max = len(f"\n{self.marker}END 999\n")
         self._channel = transport.open_session()
         # Everything after this line reaches sh, not the login shell.
         self._channel.exec_command("exec /bin/sh")
@@ -78,12 +80,17 @@ class RemoteShell:
     def _read_until_end(self, timeout: float | None) -> tuple[bytes, int]:
         deadline = None if timeout is None else time.monotonic() + timeout
         # The leading newline lets the marker match even when the output is empty.
-        pending = b"\n" + self._buffer
+        # A bytearray grows in place and each search starts just before the new
+        # chunk (a marker may straddle two chunks): a large output (a log window)
+        # stays linear instead of copying and rescanning everything per chunk.
+        pending = bytearray(b"\n" + self._buffer)
+        start = 0
         while True:
-            match = self._end.search(pending)
+            match = self._end.search(pending, start)
             if match:
-                self._buffer = pending[match.end():]
-                return pending[1:match.start()], int(match.group(1))
+                self._buffer = bytes(pending[match.end():])
+                return bytes(pending[1:match.start()]), int(match.group(1))
+            start = max(0, len(pending) - self._end_max)
             if deadline is not None and time.monotonic() > deadline:
                 self.close()
                 raise OperationFailed(f"{self.host}: command timed out after {timeout:.0f}s")
