@@ -392,6 +392,7 @@ def recover(
         bool, typer.Option("--dry-run", help="read the state, print the commands; change nothing")
     ] = False,
     yes: YesOpt = False,
+    break_lock: BreakLockOpt = False,
     json_output: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -400,7 +401,7 @@ def recover(
     backend: restart only the failing PM2 instances one at a time (or bring them back
     from the current release if the PM2 daemon is gone); nginx: nginx -t, the last good
     site config back, reload, start or restart. Exit 0 when healthy at the end, else 1
-    naming what still fails.
+    naming what still fails. Takes the deploy lock: it never runs beside a deploy.
 
     Example: adapto recover backend -e sandbox
     """
@@ -409,7 +410,8 @@ def recover(
         from adapto_ops.procedures.recover import run_recover
 
         _exit_with(run_recover(inventory=inventory, env_name=env, hosts=host, what=what,
-                               dry_run=dry_run, yes=yes, as_json=json_output))
+                               dry_run=dry_run, yes=yes, as_json=json_output,
+                               break_lock=break_lock))
 
     run(body)
 

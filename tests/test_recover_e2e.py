@@ -168,6 +168,26 @@ def test_unreachable_host_is_one_line_exit_1(box: OpBox) -> None:
     assert result.stderr.count("\n") == 1 and "unreachable" in result.stderr, said(result)
 
 
+def test_a_deploy_holding_the_lock_is_waited_for_not_raced(box: OpBox) -> None:
+    """A deploy in progress (its lock, from another machine) makes recover stop at once."""
+    assert box.pm2("stop", SECOND).returncode == 0
+    lock = box.root / ".adapto" / "lock"
+    lock.write_text(json.dumps({"who": "ci@elsewhere", "pid": 4242, "since": "2026-11-30T10:00:00Z",
+                                "command": "deploy all", "token": "t0k3n"}))
+    try:
+        result = recover(box, "backend")
+        assert result.returncode == 1, said(result)
+        assert result.stderr.count("\n") == 1, said(result)
+        assert "locked by ci@elsewhere" in result.stderr and "deploy all" in result.stderr
+        assert box.pm2_apps()[SECOND]["status"] == "stopped"  # nothing was done
+        assert lock.exists()  # and the deploy's lock is left alone
+        broken = recover(box, "backend", "--break-lock")
+        assert broken.returncode == 0, said(broken)
+        assert not lock.exists()
+    finally:
+        lock.unlink(missing_ok=True)
+
+
 # --- backend faults -------------------------------------------------------------------
 
 

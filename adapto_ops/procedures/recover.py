@@ -10,7 +10,7 @@ from adapto_ops.recover.report import RecoverReport
 
 
 def run_recover(*, inventory: str | None, env_name: str, hosts: list[str] | None, what: str,
-                dry_run: bool, yes: bool, as_json: bool) -> int:
+                dry_run: bool, yes: bool, as_json: bool, break_lock: bool = False) -> int:
     """Exit 0 when every host ends healthy, 1 when not (one `error:` line per failing thing)."""
     from adapto_ops.procedures.deploy import confirm, make_reporter
     from adapto_ops.recover.run import check_what, recover
@@ -22,7 +22,7 @@ def run_recover(*, inventory: str | None, env_name: str, hosts: list[str] | None
         confirm(selection, f"recover {what}", yes)
     reporter = make_reporter(as_json)
     try:
-        report = recover(selection, what, reporter, dry_run=dry_run)
+        report = recover(selection, what, reporter, dry_run=dry_run, break_lock=break_lock)
         if dry_run:
             _print_dry_run(report, reporter)
         _summary(report, reporter)

@@ -19,14 +19,19 @@ def check_what(what: str) -> str:
 
 
 def recover(selection: Selection, what: str, reporter: Reporter, *,
-            dry_run: bool = False) -> RecoverReport:
+            dry_run: bool = False, break_lock: bool = False) -> RecoverReport:
     """Recover ``what`` (backend | nginx) on every selected host; never raises for a sick host.
 
     Each step is followed by a check, the next step is taken only when the check
     fails, and the procedure stops as soon as the host is healthy. With
     ``dry_run``, state is read for real and every change is recorded instead of
     made (``report.recorded``). Raises AdaptoError only before any host is
-    touched (bad input, or a host that cannot be reached: exit 1).
+    touched (bad input, a host that cannot be reached, or a deploy holding a
+    host's lock: exit 1).
+
+    Recovery takes the deploy lock, as a deploy does: restarting instances while
+    a deploy replaces them one by one would break its zero-downtime order (a
+    dry run only reads the lock).
     """
     from adapto_ops.deploy.run import Session, parallel
     from adapto_ops.recover.backend import recover_backend
@@ -41,6 +46,7 @@ def recover(selection: Selection, what: str, reporter: Reporter, *,
         return recover_backend(d, secret_values) if what == "backend" else recover_nginx(d)
 
     with Session(selection, reporter, dry_run=dry_run) as session:
+        session.lock(f"recover {what}", break_lock)
         results = parallel(session.deployers, one)
         for deployer, result in zip(session.deployers, results, strict=True):
             if isinstance(result, AdaptoError):
