@@ -7,6 +7,7 @@ is present, never a value, and a database error without the DSN.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import time
@@ -14,6 +15,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
+from psycopg import AsyncConnection
 
 from aiplatform import __version__, config
 from aiplatform.db import as_user, pool
@@ -32,33 +34,53 @@ def _short_reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {reason}"[:200] if reason else type(error).__name__
 
 
+@functools.cache
+def _known_migrations() -> tuple[str, ...] | None:
+    # A release's files never change once deployed: read the folder once.
+    try:
+        return tuple(m.version for m in discover(config.MIGRATIONS_DIR))
+    except MigrationError:
+        return None
+
+
+# Applied versions change only when a deploy migrates: health (polled by
+# load balancers and benchmarks) reads them at most every few seconds.
+APPLIED_TTL_S = 5.0
+_applied: tuple[float, frozenset[str]] | None = None
+
+
+async def _applied_versions(conn: AsyncConnection[Any]) -> frozenset[str]:
+    global _applied
+    if _applied is not None and time.monotonic() - _applied[0] < APPLIED_TTL_S:
+        return _applied[1]
+    cursor = await conn.execute(
+        "select to_regclass('public.schema_migrations') is not null as ready")
+    row = await cursor.fetchone()
+    versions: frozenset[str] = frozenset()
+    if row and row["ready"]:
+        cursor = await conn.execute("select version from schema_migrations")
+        versions = frozenset(r["version"] for r in await cursor.fetchall())
+    _applied = (time.monotonic(), versions)
+    return versions
+
+
 async def database_status() -> dict[str, Any]:
     """Reachability and latency of the database, and the pending migrations."""
     try:
-        db_pool = pool.get()
+        pool.get()
     except RuntimeError:
         return {"status": "not configured"}
     started = time.monotonic()
     try:
-        async with asyncio.timeout(DB_CHECK_TIMEOUT_S):
-            async with db_pool.connection(timeout=DB_CHECK_TIMEOUT_S) as conn:
-                await conn.execute("select 1")
+        async with asyncio.timeout(DB_CHECK_TIMEOUT_S), as_user(None) as conn:
+            await conn.execute("select 1")
+            # Checkout, role switch and a round trip: what a request pays.
             latency_ms = round((time.monotonic() - started) * 1000, 2)
-            async with as_user(None) as conn:
-                cursor = await conn.execute(
-                    "select to_regclass('public.schema_migrations') is not null as ready")
-                row = await cursor.fetchone()
-                applied: set[str] = set()
-                if row and row["ready"]:
-                    cursor = await conn.execute("select version from schema_migrations")
-                    applied = {r["version"] for r in await cursor.fetchall()}
+            applied = await _applied_versions(conn)
     except Exception as error:  # any failure here is "unreachable", with its reason
         return {"status": "unreachable", "error": _short_reason(error)}
-    try:
-        known = [m.version for m in discover(config.MIGRATIONS_DIR)]
-        pending: int | None = len([v for v in known if v not in applied])
-    except MigrationError:
-        pending = None
+    known = _known_migrations()
+    pending = None if known is None else len([v for v in known if v not in applied])
     return {"status": "ok", "latency_ms": latency_ms, "migrations": {"pending": pending}}
 
 
