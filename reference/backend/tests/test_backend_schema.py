@@ -3,12 +3,16 @@ and migrations that apply whole or not at all."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
 import pytest
 from backend_support import BACKEND, Database, migrate
+from pg_cluster import provision
 
 RUNBOOK_TABLES = {
     "users", "projects", "niches", "user_niches", "widget_development_settings",
@@ -113,3 +117,22 @@ def test_unreachable_database_is_one_line_without_the_password() -> None:
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1
     assert "secret-pw" not in result.stderr
+
+
+def test_two_migrate_runs_at_once_apply_each_file_once(database: Database) -> None:
+    """The advisory lock: two deploys (or a deploy and an operator) racing on a fresh database."""
+    urls = provision(database.cluster, "aiplatform_race", owner=("race_owner", "pw-r1"),
+                     app=("race_app", "pw-r2"))
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["MIGRATION_DATABASE_URL"] = urls.owner
+    runs = [subprocess.Popen([sys.executable, "-m", "aiplatform.migrate"], cwd=BACKEND, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outcomes = [(run.wait(timeout=60), run.communicate()) for run in runs]
+    assert [code for code, _ in outcomes] == [0, 0], outcomes
+    files = len(list((BACKEND / "migrations").glob("*.sql")))
+    summaries = sorted(out.strip().splitlines()[-1] for _, (out, _err) in outcomes)
+    assert summaries == sorted([f"{files} applied, {files} in total",
+                                f"0 applied, {files} in total"])
+    again = migrate(urls.owner)
+    assert again.returncode == 0 and again.stdout.strip() == f"0 applied, {files} in total"
