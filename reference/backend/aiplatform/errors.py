@@ -75,10 +75,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, error: Exception) -> JSONResponse:
-        # Starlette still re-raises it after this answer, so uvicorn logs the
-        # traceback; the client gets JSON and the id to find it by.
-        return JSONResponse({"error": "internal error",
-                             "request_id": logs.request_id.get()}, 500)
+        # Starlette answers this outside every middleware (and then re-raises,
+        # so uvicorn logs the traceback): the id comes from the scope's state,
+        # where RequestContext put it, and the header is set here.
+        request_id = str(getattr(request.state, "request_id", "-"))
+        return JSONResponse({"error": "internal error", "request_id": request_id}, 500,
+                            headers={"X-Request-ID": request_id})
 
     @app.exception_handler(pg_errors.DataError)
     async def bad_data(request: Request, error: Exception) -> JSONResponse:

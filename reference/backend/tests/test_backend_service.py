@@ -96,3 +96,18 @@ def test_one_json_log_line_per_request_without_the_query(
     assert set(line) >= {"ts", "level", "request_id", "method", "path", "status", "ms"}
     assert (line["method"], line["path"], line["status"]) == ("GET", "/api/dialogs", 401)
     assert "secret-in-query" not in server.log()
+
+
+async def test_a_crash_is_a_json_500_with_the_request_id(api: Api) -> None:
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    api.app.add_api_route("/api/boom", boom)
+    # The app re-raises after answering (so uvicorn logs the traceback): keep the answer.
+    transport = httpx.ASGITransport(app=api.app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://backend.test") as client:
+        answer = await client.get("/api/boom", headers={"X-Request-ID": "crash-1"})
+    assert answer.status_code == 500
+    assert answer.json() == {"error": "internal error", "request_id": "crash-1"}
+    assert answer.headers["x-request-id"] == "crash-1"
+    assert "a bug" not in answer.text
