@@ -150,3 +150,14 @@ def test_a_token_expiring_mid_connection_closes_it(
         started = time.monotonic()
         assert _close_code(ws) == 4401
         assert time.monotonic() - started < 5
+
+
+def test_pushes_arrive_in_the_order_messages_were_written(
+        two_instances: tuple[Server, Server], database: Database) -> None:
+    a, b = two_instances
+    user = _signup(a, database)
+    dialog = _dialog(a, user)
+    with _open(b, user["token"]) as ws:
+        # Alternating instances, back to back: commit order is the only order.
+        posted = [_post((a, b)[i % 2], user, dialog, f"m{i}")["id"] for i in range(12)]
+        assert [_next_message(ws)["id"] for _ in posted] == posted

@@ -32,7 +32,8 @@ class Subscriber:
 
     claims: dict[str, Any]
     is_admin: bool
-    queue: asyncio.Queue[dict[str, Any]]
+    # Ids of new messages this client may see, oldest first.
+    queue: asyncio.Queue[int]
 
     @property
     def user_id(self) -> str:
@@ -48,7 +49,6 @@ class Fanout:
         self.subscribers: set[Subscriber] = set()
         self.listening = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._deliveries: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Start listening in the background (reconnects on its own)."""
@@ -62,8 +62,6 @@ class Fanout:
                 await self._task
             except (asyncio.CancelledError, Exception):
                 pass
-        for task in list(self._deliveries):
-            task.cancel()
 
     def subscribe(self, subscriber: Subscriber) -> None:
         """Deliver new messages to ``subscriber`` from now on."""
@@ -101,27 +99,28 @@ class Fanout:
             logs.log("warning", event="bad notification", channel=CHANNEL)
             return
         for subscriber in list(self.subscribers):
-            # A cheap pre-filter; the read below under RLS is the real check.
+            # A cheap pre-filter; the read under RLS (read_as) is the real check.
             if subscriber.user_id == owner_id or subscriber.is_admin:
-                task = asyncio.create_task(self._deliver(subscriber, message_id))
-                self._deliveries.add(task)
-                task.add_done_callback(self._deliveries.discard)
+                try:
+                    # Ids only: the connection reads them back one after the
+                    # other, so its client sees messages in commit order.
+                    subscriber.queue.put_nowait(message_id)
+                except asyncio.QueueFull:
+                    logs.log("warning", event="websocket client too slow, message dropped",
+                             user_id=subscriber.user_id)
 
-    async def _deliver(self, subscriber: Subscriber, message_id: int) -> None:
-        try:
-            async with as_user(subscriber.claims) as conn:
-                cursor = await conn.execute(
-                    "select id, dialog_id, owner_id, role, content, created_at"
-                    " from chat_messages where id = %s", (message_id,))
-                row = await cursor.fetchone()
-        except Exception as error:
-            logs.log("warning", event="delivery failed", error=type(error).__name__)
-            return
-        if row is None:
-            return
-        event = {"type": "message", "message": MessageOut(**row).model_dump(mode="json")}
-        try:
-            subscriber.queue.put_nowait(event)
-        except asyncio.QueueFull:
-            logs.log("warning", event="websocket client too slow, message dropped",
-                     user_id=subscriber.user_id)
+
+async def read_as(claims: dict[str, Any], message_id: int) -> dict[str, Any] | None:
+    """The push for message ``message_id`` as ``claims`` may see it, or None (RLS hides it)."""
+    try:
+        async with as_user(claims) as conn:
+            cursor = await conn.execute(
+                "select id, dialog_id, owner_id, role, content, created_at"
+                " from chat_messages where id = %s", (message_id,))
+            row = await cursor.fetchone()
+    except Exception as error:
+        logs.log("warning", event="delivery failed", error=type(error).__name__)
+        return None
+    if row is None:
+        return None
+    return {"type": "message", "message": MessageOut(**row).model_dump(mode="json")}

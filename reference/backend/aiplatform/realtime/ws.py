@@ -18,9 +18,10 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from aiplatform import logs
 from aiplatform.auth.tokens import InvalidToken, verify_access_token
 from aiplatform.db import DatabaseNotConfigured, as_user
-from aiplatform.realtime.fanout import QUEUE_SIZE, Fanout, Subscriber
+from aiplatform.realtime.fanout import QUEUE_SIZE, Fanout, Subscriber, read_as
 
 router = APIRouter()
 
@@ -41,11 +42,16 @@ def _control(text: str) -> dict[str, Any] | None:
 
 
 async def _is_admin(claims: dict[str, Any]) -> bool:
+    # Only widens which notifications are read back (under RLS): when the
+    # database cannot say, the client is treated as a plain user.
     try:
         async with as_user(claims) as conn:
             cursor = await conn.execute("select public.is_admin() as admin")
             row = await cursor.fetchone()
     except DatabaseNotConfigured:
+        return False
+    except Exception as error:
+        logs.log("warning", event="admin lookup failed", error=type(error).__name__)
         return False
     return bool(row and row["admin"])
 
@@ -60,7 +66,7 @@ class Connection:
         self.expires_at: float | None = None
         self.fanout: Fanout | None = getattr(websocket.app.state, "fanout", None)
         # One queue for the connection's life: a re-auth swaps the subscriber, not the queue.
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
+        self.queue: asyncio.Queue[int] = asyncio.Queue(QUEUE_SIZE)
 
     async def send_text(self, text: str) -> None:
         """Send under the lock: pushes and replies come from two tasks."""
@@ -87,8 +93,12 @@ class Connection:
     async def push(self) -> None:
         """Forward the subscriber's queued messages until cancelled."""
         while True:
-            event = await self.queue.get()
-            await self.send_text(json.dumps(event, ensure_ascii=False))
+            message_id = await self.queue.get()
+            if self.subscriber is None:
+                continue
+            event = await read_as(self.subscriber.claims, message_id)
+            if event is not None:
+                await self.send_text(json.dumps(event, ensure_ascii=False))
 
     def close(self) -> None:
         """Unsubscribe."""
