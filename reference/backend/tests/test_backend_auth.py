@@ -35,6 +35,13 @@ async def test_signup_login_refresh_me(api: Api) -> None:
     again = await api.client.post("/api/auth/refresh", json={"refresh_token": user.refresh_token})
     assert again.status_code == 401
 
+    # After logout the newest refresh token is dead too.
+    newest = refreshed.json()["refresh_token"]
+    out = await api.client.post("/api/auth/logout", json={"refresh_token": newest})
+    assert out.status_code == 204
+    after = await api.client.post("/api/auth/refresh", json={"refresh_token": newest})
+    assert after.status_code == 401
+
 
 async def test_passwords_are_stored_as_argon2(api: Api) -> None:
     user = await api.signup()

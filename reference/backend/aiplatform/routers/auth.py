@@ -1,4 +1,4 @@
-"""/api/auth: signup, login, refresh, me (and ping, for deploy checks).
+"""/api/auth: signup, login, refresh, logout, me (and ping, for deploy checks).
 
 signup/login/refresh run as service_role: there is no user yet to run as,
 exactly like Supabase's auth server. Everything after login runs as the user.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from psycopg import AsyncConnection
 from psycopg import errors as pg_errors
 from pydantic import BaseModel, Field
@@ -133,6 +133,17 @@ async def refresh(body: RefreshIn, request: Request) -> dict:
         if user is None:
             raise _unauthorized("invalid refresh token")
         return await _session(conn, settings, user)
+
+
+@router.post("/logout", status_code=204, dependencies=[Depends(require_database)])
+async def logout(body: RefreshIn) -> Response:
+    """Revoke a refresh token (the access token simply expires); 204 whether it was valid or not."""
+    async with as_service() as conn:
+        await conn.execute(
+            "update refresh_tokens set revoked_at = now()"
+            " where token_hash = %s and revoked_at is null",
+            (hash_refresh_token(body.refresh_token),))
+    return Response(status_code=204)
 
 
 @router.get("/me", response_model=UserOut, dependencies=[Depends(require_database)])
