@@ -1,0 +1,33 @@
+"""The agent: answers visitors' questions from a project's knowledge base.
+
+`provider_from_env` picks GigaChat when its key is set (falling back to the
+offline extractive answerer when GigaChat fails), else the extractive answerer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from .extractive import ExtractiveProvider
+from .gigachat import GigaChatClient, GigaChatConfig, GigaChatProvider
+from .provider import Answer, AnswerProvider, FallbackProvider, Passage, ProviderError, SourceRef
+
+__all__ = [
+    "Answer",
+    "AnswerProvider",
+    "ExtractiveProvider",
+    "FallbackProvider",
+    "Passage",
+    "ProviderError",
+    "SourceRef",
+    "provider_from_env",
+]
+
+
+def provider_from_env(env: Mapping[str, str] | None = None) -> AnswerProvider:
+    """GigaChat (with the extractive fallback) when GIGACHAT_AUTH_KEY is set, else extractive."""
+    config = GigaChatConfig.from_env(os.environ if env is None else env)
+    if config is None:
+        return ExtractiveProvider()
+    return FallbackProvider(GigaChatProvider(GigaChatClient(config)), ExtractiveProvider())
