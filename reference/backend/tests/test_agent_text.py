@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
-
 from aiplatform.agent import ExtractiveProvider, Passage, provider_from_env
 from aiplatform.agent.chunking import split_text
 from aiplatform.agent.extractive import NO_ANSWER
@@ -41,7 +41,7 @@ def test_long_paragraph_splits_at_sentences_within_the_limit_and_overlaps() -> N
     for sentence in SENTENCES:
         assert any(sentence in c for c in chunks), sentence
     # Each chunk starts with the previous chunk's last sentences (at most 120 characters).
-    for previous, following in zip(chunks, chunks[1:], strict=False):
+    for previous, following in itertools.pairwise(chunks):
         shared = [s for s in split_sentences(following) if s in split_sentences(previous)]
         assert shared and previous.endswith(" ".join(shared)) and following.startswith(shared[0])
         assert len(" ".join(shared)) <= 120

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,8 +39,9 @@ class Request:
 class FakeServer:
     """Serves `handle(request)` on 127.0.0.1:<free port> in a thread; use as a context manager."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         fake = self
+        self.scheme = "https" if tls else "http"
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
@@ -69,14 +71,18 @@ class FakeServer:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        if tls:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.lock = threading.Lock()
 
     @property
     def url(self) -> str:
-        """http://127.0.0.1:<port>"""
+        """http(s)://127.0.0.1:<port>"""
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self.scheme}://{host}:{port}"
 
     def handle(self, request: Request) -> Reply:
         """Answer one request; subclasses route on request.path."""
@@ -97,3 +103,24 @@ class FakeServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def self_signed_tls(folder: str) -> tuple[ssl.SSLContext, str]:
+    """A server TLS context for 127.0.0.1 with a fresh self-signed certificate.
+
+    Returns the context and the certificate's path (what a client trusts as
+    its CA file). Needs the openssl command.
+    """
+    import subprocess
+    from pathlib import Path
+
+    cert, key = Path(folder) / "fake-ca.pem", Path(folder) / "fake-key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context, str(cert)

@@ -10,6 +10,7 @@ completion fail with that status.
 
 from __future__ import annotations
 
+import ssl
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -32,8 +33,13 @@ class GigaChatCalls:
 class FakeGigaChat(FakeServer):
     """The fake; `oauth_url` and `api_url` are what the client is configured with."""
 
-    def __init__(self, auth_key: str = "ZmFrZS1pZDpmYWtlLXNlY3JldA==", token_ttl_s: float = 1800):
-        super().__init__()
+    def __init__(
+        self,
+        auth_key: str = "ZmFrZS1pZDpmYWtlLXNlY3JldA==",
+        token_ttl_s: float = 1800,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(tls)
         self.auth_key = auth_key
         self.token_ttl_s = token_ttl_s
         self.calls = GigaChatCalls()
