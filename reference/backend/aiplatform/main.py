@@ -1,0 +1,51 @@
+"""create_app(): the FastAPI application, its middleware, routers and lifespan.
+
+PM2 starts ``uvicorn app:app`` in reference/backend/; app.py re-exports ``app``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from aiplatform import __version__, config, errors, logs
+from aiplatform.db import pool
+from aiplatform.middleware import RequestContext
+from aiplatform.ratelimit import SlidingWindow
+from aiplatform.routers import health
+
+# Tests and rehearsals make a release that never comes up by shipping this file.
+if (config.APP_DIR / "CRASH_ON_START").exists():
+    print("CRASH_ON_START is present: refusing to start", file=sys.stderr, flush=True)
+    raise SystemExit(3)
+
+
+def create_app(settings: config.Settings | None = None) -> FastAPI:
+    """The application; ``settings`` default to the environment's."""
+    settings = settings or config.load()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await pool.start(settings)
+        logs.log("info", event="started", release=settings.release,
+                 instance=settings.instance or "-", database=settings.database_configured)
+        try:
+            yield
+        finally:
+            logs.log("info", event="stopping", release=settings.release,
+                     instance=settings.instance or "-")
+            await pool.stop()
+
+    app = FastAPI(title="AI platform API", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.auth_rate_limit = SlidingWindow(settings.auth_rate_limit, settings.auth_rate_window_s)
+    errors.install(app)
+    app.include_router(health.router)
+    app.add_middleware(RequestContext, max_body=settings.max_body)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,117 @@
+"""Health, version and the deploy rehearsal endpoints (/api/slow, /api/echo).
+
+Health answers anyone who can reach /api/: it reports whether each setting
+is present, never a value, and a database error without the DSN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from aiplatform import __version__, config
+from aiplatform.db import as_user, pool
+from aiplatform.db.migrate import MigrationError, discover
+
+router = APIRouter(tags=["health"])
+
+MAX_SLEEP_MS = 10_000
+DB_CHECK_TIMEOUT_S = 2.0
+STARTED = time.monotonic()
+
+
+def _short_reason(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    reason = text[0] if text else ""
+    return f"{type(error).__name__}: {reason}"[:200] if reason else type(error).__name__
+
+
+async def database_status() -> dict[str, Any]:
+    """Reachability and latency of the database, and the pending migrations."""
+    try:
+        db_pool = pool.get()
+    except RuntimeError:
+        return {"status": "not configured"}
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(DB_CHECK_TIMEOUT_S):
+            async with db_pool.connection(timeout=DB_CHECK_TIMEOUT_S) as conn:
+                await conn.execute("select 1")
+            latency_ms = round((time.monotonic() - started) * 1000, 2)
+            async with as_user(None) as conn:
+                cursor = await conn.execute(
+                    "select to_regclass('public.schema_migrations') is not null as ready")
+                row = await cursor.fetchone()
+                applied: set[str] = set()
+                if row and row["ready"]:
+                    cursor = await conn.execute("select version from schema_migrations")
+                    applied = {r["version"] for r in await cursor.fetchall()}
+    except Exception as error:  # any failure here is "unreachable", with its reason
+        return {"status": "unreachable", "error": _short_reason(error)}
+    try:
+        known = [m.version for m in discover(config.MIGRATIONS_DIR)]
+        pending: int | None = len([v for v in known if v not in applied])
+    except MigrationError:
+        pending = None
+    return {"status": "ok", "latency_ms": latency_ms, "migrations": {"pending": pending}}
+
+
+@router.api_route("/api/health", methods=["GET", "HEAD"])
+async def health(request: Request) -> JSONResponse:
+    """status, release, instance, pid, port, uptime, version, database, migrations, config."""
+    settings: config.Settings = request.app.state.settings
+    identity = {"release": settings.release, "instance": settings.instance}
+    if config.failing():
+        return JSONResponse({"status": "failing", **identity}, 503)
+    database = await database_status()
+    body: dict[str, Any] = {
+        "status": "ok",
+        **identity,
+        "pid": os.getpid(),
+        "port": settings.port,
+        "uptime_s": round(time.monotonic() - STARTED, 3),
+        "version": __version__,
+        "database": {k: v for k, v in database.items() if k != "migrations"},
+        "config": {name: bool(os.environ.get(name)) for name in config.REPORTED_CONFIG},
+    }
+    if "migrations" in database:
+        body["migrations"] = database["migrations"]
+    if database["status"] == "unreachable":
+        body["status"] = "failing"
+        return JSONResponse(body, 503)
+    return JSONResponse(body)
+
+
+@router.api_route("/api/version", methods=["GET", "HEAD"])
+async def version(request: Request) -> dict[str, str]:
+    """Which release and instance answered."""
+    settings: config.Settings = request.app.state.settings
+    return {"release": settings.release, "instance": settings.instance}
+
+
+@router.get("/api/slow")
+async def slow(ms: str = "0") -> dict[str, int]:
+    """Sleep ``ms`` (capped at 10 s) then answer: deploys check in-flight requests survive."""
+    try:
+        wanted = int(ms)
+    except ValueError:
+        raise HTTPException(400, "ms must be an integer") from None
+    wanted = max(0, min(wanted, MAX_SLEEP_MS))
+    await asyncio.sleep(wanted / 1000)
+    return {"slept_ms": wanted}
+
+
+@router.post("/api/echo")
+async def echo(request: Request) -> JSONResponse:
+    """The JSON body back (400 if it is not JSON; the middleware answers 413 over 1 MB)."""
+    raw = await request.body()
+    try:
+        return JSONResponse(json.loads(raw))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise HTTPException(400, "body is not JSON") from None
