@@ -21,6 +21,7 @@ __all__ = [
     "Passage",
     "ProviderError",
     "SourceRef",
+    "agent_for",
     "provider_from_env",
 ]
 
@@ -31,3 +32,16 @@ def provider_from_env(env: Mapping[str, str] | None = None) -> AnswerProvider:
     if config is None:
         return ExtractiveProvider()
     return FallbackProvider(GigaChatProvider(GigaChatClient(config)), ExtractiveProvider())
+
+
+def agent_for(state: object) -> AnswerProvider:
+    """The app's provider (`app.state.agent`), made from the environment on first use.
+
+    Lazily, so a test can set GIGACHAT_* before the first question, and so an
+    app without questions never builds an HTTP client.
+    """
+    provider = getattr(state, "agent", None)
+    if provider is None:
+        provider = provider_from_env()
+        state.agent = provider  # type: ignore[attr-defined]
+    return provider

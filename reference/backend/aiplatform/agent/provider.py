@@ -7,11 +7,10 @@ offline extractive answerer and the fallback between them are interchangeable.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-log = logging.getLogger("aiplatform.agent")
+from aiplatform import logs
 
 
 @dataclass(frozen=True)
@@ -101,8 +100,6 @@ class FallbackProvider:
         try:
             return await self.primary.answer(question, passages)
         except ProviderError as exc:
-            log.warning(
-                "provider %s failed (%s: %s); answering with %s",
-                self.primary.name, exc.kind, exc, self.fallback.name,
-            )
+            logs.log("warning", event="agent provider failed", provider=self.primary.name,
+                     kind=exc.kind, error=str(exc), fallback=self.fallback.name)
             return await self.fallback.answer(question, passages)
