@@ -15,7 +15,9 @@ from aiplatform import __version__, config, errors, logs
 from aiplatform.db import pool
 from aiplatform.middleware import RequestContext
 from aiplatform.ratelimit import SlidingWindow
-from aiplatform.routers import health
+from aiplatform.realtime import ws
+from aiplatform.realtime.fanout import Fanout
+from aiplatform.routers import auth, chat, dialogs, health
 
 # Tests and rehearsals make a release that never comes up by shipping this file.
 if (config.APP_DIR / "CRASH_ON_START").exists():
@@ -30,6 +32,10 @@ def create_app(settings: config.Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await pool.start(settings)
+        fanout = Fanout(settings.database_url) if settings.database_url else None
+        app.state.fanout = fanout
+        if fanout is not None:
+            await fanout.start()
         logs.log("info", event="started", release=settings.release,
                  instance=settings.instance or "-", database=settings.database_configured)
         try:
@@ -37,13 +43,19 @@ def create_app(settings: config.Settings | None = None) -> FastAPI:
         finally:
             logs.log("info", event="stopping", release=settings.release,
                      instance=settings.instance or "-")
+            if fanout is not None:
+                await fanout.stop()
             await pool.stop()
 
     app = FastAPI(title="AI platform API", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.auth_rate_limit = SlidingWindow(settings.auth_rate_limit, settings.auth_rate_window_s)
     errors.install(app)
-    app.include_router(health.router)
+    # Run after each user message is committed (the agent registers its answerer here).
+    app.state.on_user_message = []
+    app.state.fanout = None
+    for router in (health.router, auth.router, dialogs.router, chat.router, ws.router):
+        app.include_router(router)
     app.add_middleware(RequestContext, max_body=settings.max_body)
     return app
 

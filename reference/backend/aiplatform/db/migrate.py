@@ -61,7 +61,8 @@ def discover(folder: Path) -> list[Migration]:
             raise MigrationError(f"{path.name}: migration files are named NNNN_lowercase_name.sql")
         version = match.group(1)
         if version in found:
-            raise MigrationError(f"{path.name}: version {version} is also {found[version].path.name}")
+            other = found[version].path.name
+            raise MigrationError(f"{path.name}: version {version} is also {other}")
         found[version] = Migration(version, match.group(2), path)
     return [found[v] for v in sorted(found)]
 
