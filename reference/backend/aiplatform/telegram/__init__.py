@@ -17,7 +17,20 @@ __all__ = [
     "TelegramApiError",
     "TelegramUpdate",
     "UpdateError",
+    "bot_for",
     "parse_update",
     "redact",
     "secret_matches",
 ]
+
+
+def bot_for(state: object) -> BotApiClient | None:
+    """The app's Bot API client (`app.state.telegram_bot`), made from the environment once.
+
+    None when TELEGRAM_BOT_TOKEN is not set.
+    """
+    import os
+
+    if not hasattr(state, "telegram_bot"):
+        state.telegram_bot = BotApiClient.from_env(os.environ)  # type: ignore[attr-defined]
+    return state.telegram_bot  # type: ignore[attr-defined,no-any-return]

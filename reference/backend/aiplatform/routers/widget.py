@@ -1,0 +1,319 @@
+"""/api/widget: the embeddable widget's public endpoints, and its owner's settings.
+
+Public (no token), keyed by the widget's public id: its configuration, starting
+a dialog, a visitor's messages and the agent's answers. CORS is decided per
+widget: only its `allowed_origins` get Access-Control-Allow-Origin, a preflight
+from any other origin is refused without it, and a request carrying another
+Origin is refused before it changes anything.
+
+The public paths run as service_role: the visitor is anonymous (no JWT, so no
+auth.uid() for RLS to compare), and the rows it touches belong to the widget's
+owner. Every statement is scoped in code instead: by the widget's project and
+owner, and a visitor's dialog by the hash of the token only that visitor holds.
+The owner's settings endpoints run as the owner (as_user), under RLS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import secrets
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from psycopg.types.json import Jsonb
+from pydantic import Field, field_validator
+
+from aiplatform.agent import agent_for
+from aiplatform.agent.service import passages_for, store_message
+from aiplatform.agent.store import project_owner
+from aiplatform.auth.deps import current_user
+from aiplatform.db import as_service, as_user
+from aiplatform.schemas import Limit, Offset, Strict, page
+
+router = APIRouter(prefix="/api/widget", tags=["widget"])
+
+Claims = Annotated[dict[str, Any], Depends(current_user)]
+
+TOKEN_HEADER = "X-Widget-Token"
+MAX_ORIGINS = 20
+MAX_SETTINGS_BYTES = 10_000
+_ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:\d{1,5})?$")
+WIDGET_COLUMNS = (
+    "id, widget_id, owner_id, project_id, allowed_origins, settings, created_at, updated_at"
+)
+
+
+def normalize_origin(value: str) -> str:
+    """`scheme://host[:port]` lower-cased; ValueError for anything else (paths, `*`)."""
+    origin = value.strip().lower().rstrip("/")
+    if not _ORIGIN.match(origin):
+        raise ValueError(f"not an origin (scheme://host[:port]): {value[:100]!r}")
+    return origin
+
+
+def _check_origins(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    return list(dict.fromkeys(normalize_origin(v) for v in values))
+
+
+def _check_settings(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is not None and len(json.dumps(value)) > MAX_SETTINGS_BYTES:
+        raise ValueError(f"settings are larger than {MAX_SETTINGS_BYTES} bytes")
+    return value
+
+
+class WidgetIn(Strict):
+    """A new widget for one of the caller's projects."""
+
+    project_id: UUID
+    allowed_origins: list[str] = Field(default_factory=list, max_length=MAX_ORIGINS)
+    # Public display settings (title, greeting, colours): the config endpoint
+    # shows them to anyone, so nothing secret belongs here.
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    _origins = field_validator("allowed_origins")(_check_origins)
+    _settings = field_validator("settings")(_check_settings)
+
+
+class WidgetPatch(Strict):
+    """A widget's editable fields; omitted ones stay as they are."""
+
+    allowed_origins: list[str] | None = Field(default=None, max_length=MAX_ORIGINS)
+    settings: dict[str, Any] | None = None
+
+    _origins = field_validator("allowed_origins")(_check_origins)
+    _settings = field_validator("settings")(_check_settings)
+
+
+class VisitorMessage(Strict):
+    """A visitor's message."""
+
+    text: str = Field(min_length=1, max_length=4000)
+
+
+# --- the owner's settings (authenticated, RLS) -------------------------------------------
+
+
+@router.post("/settings", status_code=201)
+async def create_widget(body: WidgetIn, claims: Claims) -> dict[str, Any]:
+    """Create a widget for a project the caller may see."""
+    async with as_user(claims) as conn:
+        owner = await project_owner(conn, str(body.project_id))
+        if owner is None:
+            raise HTTPException(404, "project not found")
+        # The widget belongs to the project's owner (an admin may set one up
+        # for them): the public paths rely on widget owner == project owner.
+        cursor = await conn.execute(
+            "insert into widget_development_settings"
+            " (owner_id, project_id, allowed_origins, settings)"
+            f" values (%s, %s, %s, %s) returning {WIDGET_COLUMNS}",
+            (owner, body.project_id, body.allowed_origins, Jsonb(body.settings)))
+        return await cursor.fetchone()  # type: ignore[return-value]
+
+
+@router.get("/settings")
+async def list_widgets(claims: Claims, limit: Limit = 20, offset: Offset = 0) -> dict[str, Any]:
+    """The caller's widgets (an admin's: everyone's), newest first."""
+    async with as_user(claims) as conn:
+        cursor = await conn.execute(
+            f"select {WIDGET_COLUMNS} from widget_development_settings"
+            " order by created_at desc, id desc limit %s offset %s", (limit + 1, offset))
+        return page(await cursor.fetchall(), limit, offset)
+
+
+@router.get("/settings/{widget_id}")
+async def get_widget(widget_id: UUID, claims: Claims) -> dict[str, Any]:
+    """One widget's settings; 404 for a widget that is not the caller's."""
+    async with as_user(claims) as conn:
+        cursor = await conn.execute(
+            f"select {WIDGET_COLUMNS} from widget_development_settings where widget_id = %s",
+            (widget_id,))
+        row = await cursor.fetchone()
+    if row is None:
+        raise HTTPException(404, "widget not found")
+    return row
+
+
+@router.patch("/settings/{widget_id}")
+async def update_widget(widget_id: UUID, body: WidgetPatch, claims: Claims) -> dict[str, Any]:
+    """Change a widget's allowed origins and/or settings."""
+    async with as_user(claims) as conn:
+        cursor = await conn.execute(
+            "update widget_development_settings set"
+            " allowed_origins = coalesce(%s, allowed_origins),"
+            " settings = coalesce(%s, settings), updated_at = now()"
+            f" where widget_id = %s returning {WIDGET_COLUMNS}",
+            (body.allowed_origins,
+             Jsonb(body.settings) if body.settings is not None else None, widget_id))
+        row = await cursor.fetchone()
+    if row is None:
+        raise HTTPException(404, "widget not found")
+    return row
+
+
+# --- public endpoints (keyed by widget id, CORS per widget) -----------------------------
+
+
+class WidgetAccess:
+    """The widget a public request is for, and the CORS headers its answers carry."""
+
+    def __init__(self, row: dict[str, Any], origin: str | None) -> None:
+        self.row = row
+        self.project_id = str(row["project_id"])
+        self.owner_id = str(row["owner_id"])
+        self.headers: dict[str, str] = {"Vary": "Origin"}
+        if origin is not None:
+            self.headers["Access-Control-Allow-Origin"] = origin
+
+    def fail(self, status: int, detail: str) -> HTTPException:
+        """An error answer the widget's page may still read."""
+        return HTTPException(status, detail, headers=self.headers)
+
+
+async def _load_widget(widget_id: str) -> dict[str, Any] | None:
+    try:
+        UUID(widget_id)
+    except ValueError:
+        return None
+    async with as_service() as conn:
+        cursor = await conn.execute(
+            "select widget_id, owner_id, project_id, allowed_origins, settings"
+            " from widget_development_settings where widget_id = %s", (widget_id,))
+        return await cursor.fetchone()
+
+
+def _allowed(origin: str, row: dict[str, Any]) -> bool:
+    try:
+        return normalize_origin(origin) in row["allowed_origins"]
+    except ValueError:
+        return False
+
+
+async def widget_access(widget_id: UUID, request: Request, response: Response) -> WidgetAccess:
+    """The widget, if it exists and the request's Origin (when any) is allowed.
+
+    A request without Origin is not a browser's cross-origin call (curl, a
+    server): CORS does not apply to it, and the widget's data is public anyway.
+    """
+    row = await _load_widget(str(widget_id))
+    origin = request.headers.get("origin")
+    if row is None:
+        raise HTTPException(404, "widget not found", headers={"Vary": "Origin"})
+    if origin is not None and not _allowed(origin, row):
+        raise HTTPException(403, "origin not allowed", headers={"Vary": "Origin"})
+    access = WidgetAccess(row, origin)
+    response.headers.update(access.headers)
+    return access
+
+
+Widget = Annotated[WidgetAccess, Depends(widget_access)]
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def _visitor_dialog(conn: Any, access: WidgetAccess, dialog_id: UUID, token: str | None,
+                          ) -> None:
+    if not token:
+        raise access.fail(401, f"{TOKEN_HEADER} header required")
+    cursor = await conn.execute(
+        "select 1 from dialogs where id = %s and project_id = %s and channel = 'widget'"
+        " and external_id = %s", (dialog_id, access.project_id, _token_hash(token)))
+    if await cursor.fetchone() is None:
+        # Same answer for a wrong token and a missing dialog: no probing.
+        raise access.fail(404, "dialog not found")
+
+
+@router.get("/{widget_id}/config")
+async def widget_config(access: Widget) -> dict[str, Any]:
+    """The widget's public configuration."""
+    return {"widget_id": access.row["widget_id"], "settings": access.row["settings"]}
+
+
+@router.post("/{widget_id}/dialogs", status_code=201)
+async def start_dialog(access: Widget) -> dict[str, Any]:
+    """Start a visitor's dialog; the token it returns authorizes its messages."""
+    token = secrets.token_urlsafe(32)
+    async with as_service() as conn:
+        cursor = await conn.execute(
+            "insert into dialogs (owner_id, project_id, title, channel, external_id)"
+            " values (%s, %s, 'Widget visitor', 'widget', %s) returning id, created_at",
+            (access.owner_id, access.project_id, _token_hash(token)))
+        dialog = await cursor.fetchone()
+    assert dialog is not None
+    greeting = (access.row["settings"] or {}).get("greeting")
+    return {"dialog_id": dialog["id"], "visitor_token": token, "greeting": greeting}
+
+
+@router.get("/{widget_id}/dialogs/{dialog_id}/messages")
+async def visitor_messages(
+    dialog_id: UUID, access: Widget,
+    token: Annotated[str | None, Header(alias=TOKEN_HEADER)] = None,
+    limit: Limit = 50, offset: Offset = 0,
+) -> dict[str, Any]:
+    """The visitor's dialog, oldest first."""
+    async with as_service() as conn:
+        await _visitor_dialog(conn, access, dialog_id, token)
+        cursor = await conn.execute(
+            "select id, role, content, created_at from chat_messages where dialog_id = %s"
+            " order by id limit %s offset %s", (dialog_id, limit + 1, offset))
+        return page(await cursor.fetchall(), limit, offset)
+
+
+@router.post("/{widget_id}/dialogs/{dialog_id}/messages", status_code=201)
+async def visitor_message(
+    dialog_id: UUID, body: VisitorMessage, access: Widget, request: Request,
+    token: Annotated[str | None, Header(alias=TOKEN_HEADER)] = None,
+) -> dict[str, Any]:
+    """Store the visitor's message and answer it with the agent."""
+    async with as_service() as conn:
+        await _visitor_dialog(conn, access, dialog_id, token)
+        message = await store_message(conn, str(dialog_id), access.owner_id, "user", body.text)
+        passages = await passages_for(conn, access.project_id, body.text)
+    answer = await agent_for(request.app.state).answer(body.text, passages)
+    async with as_service() as conn:
+        reply = await store_message(conn, str(dialog_id), access.owner_id, "assistant",
+                                    answer.text)
+    return {
+        "message": {k: message[k] for k in ("id", "role", "content", "created_at")},
+        "reply": {**{k: reply[k] for k in ("id", "role", "content", "created_at")},
+                  "sources": [s.as_dict() for s in answer.sources],
+                  "provider": answer.provider},
+    }
+
+
+PREFLIGHT_METHODS = "GET, POST, OPTIONS"
+PREFLIGHT_HEADERS = f"Content-Type, {TOKEN_HEADER}"
+
+
+async def _preflight(widget_id: str, request: Request) -> Response:
+    origin = request.headers.get("origin")
+    row = await _load_widget(widget_id)
+    if origin is None or row is None or not _allowed(origin, row):
+        # No Access-Control-Allow-Origin: the browser refuses the real request.
+        return JSONResponse({"error": "origin not allowed"}, 403, headers={"Vary": "Origin"})
+    return Response(status_code=204, headers={
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Methods": PREFLIGHT_METHODS,
+        "Access-Control-Allow-Headers": PREFLIGHT_HEADERS,
+        "Access-Control-Max-Age": "600",
+        "Vary": "Origin",
+    })
+
+
+@router.options("/{widget_id}", include_in_schema=False)
+async def preflight_root(widget_id: str, request: Request) -> Response:
+    """CORS preflight for the widget's root."""
+    return await _preflight(widget_id, request)
+
+
+@router.options("/{widget_id}/{rest:path}", include_in_schema=False)
+async def preflight(widget_id: str, rest: str, request: Request) -> Response:
+    """CORS preflight for the widget's public paths."""
+    return await _preflight(widget_id, request)
