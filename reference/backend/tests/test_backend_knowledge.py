@@ -1,11 +1,13 @@
 """/api/knowledge and /api/agent on a real PostgreSQL: chunks, FTS ranking, answers, isolation."""
 
+# ruff: noqa: RUF001 - the Russian test texts are meant to be Cyrillic.
 from __future__ import annotations
 
 import uuid
 
 import pytest
 from backend_support import Api, User
+from fakes.gigachat import FakeGigaChat
 
 pytestmark = pytest.mark.anyio
 
@@ -144,3 +146,31 @@ async def test_without_a_token_every_knowledge_endpoint_is_401(api: Api) -> None
                          ("GET", "/api/knowledge/search"), ("POST", "/api/agent/ask")]:
         answer = await api.client.request(method, path)
         assert answer.status_code == 401, path
+
+
+async def test_with_gigachat_credentials_the_agent_answers_through_gigachat(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FakeGigaChat() as fake:
+        monkeypatch.setenv("GIGACHAT_AUTH_KEY", fake.auth_key)
+        monkeypatch.setenv("GIGACHAT_OAUTH_URL", fake.oauth_url)
+        monkeypatch.setenv("GIGACHAT_API_URL", fake.api_url)
+        user = await api.signup()
+        await _add(api, user, "Доставка", DELIVERY)
+        asked = []
+        for _ in range(2):
+            answer = await api.client.post("/api/agent/ask", headers=user.headers, json={
+                "project_id": user.project_id, "question": "доставка в регионы"})
+            asked.append(answer.json()["answer"])
+        assert [a["provider"] for a in asked] == ["gigachat", "gigachat"]
+        assert asked[0]["text"] == "FAKE ANSWER to «доставка в регионы» from 1 passages"
+        assert len(fake.calls.oauth) == 1  # the token is reused
+        [first, _] = fake.calls.completions
+        assert "Доставка в регионы России" in first["messages"][0]["content"]
+
+        # GigaChat down: the visitor still gets the knowledge base's answer.
+        fake.fail_next(503)
+        down = await api.client.post("/api/agent/ask", headers=user.headers, json={
+            "project_id": user.project_id, "question": "доставка в регионы"})
+        assert down.json()["answer"]["provider"] == "extractive"
+        assert "регионы" in down.json()["answer"]["text"]
