@@ -1,6 +1,5 @@
 """/api/widget on a real PostgreSQL: per-widget CORS, visitor dialogs, owner-only settings."""
 
-# ruff: noqa: RUF001 - the Russian test texts are meant to be Cyrillic.
 from __future__ import annotations
 
 import uuid
