@@ -82,6 +82,10 @@ async def health(request: Request) -> JSONResponse:
     }
     if "migrations" in database:
         body["migrations"] = database["migrations"]
+    fanout = getattr(request.app.state, "fanout", None)
+    if fanout is not None:
+        body["realtime"] = {"listening": fanout.listening.is_set(),
+                            "clients": len(fanout.subscribers)}
     if database["status"] == "unreachable":
         body["status"] = "failing"
         return JSONResponse(body, 503)
