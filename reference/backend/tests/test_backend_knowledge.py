@@ -174,3 +174,16 @@ async def test_with_gigachat_credentials_the_agent_answers_through_gigachat(
             "project_id": user.project_id, "question": "доставка в регионы"})
         assert down.json()["answer"]["provider"] == "extractive"
         assert "регионы" in down.json()["answer"]["text"]
+
+
+async def test_the_agent_stays_silent_in_web_chat_when_the_knowledge_has_nothing(
+    api: Api,
+) -> None:
+    user = await api.signup()
+    await _add(api, user, "Оплата", PAYMENT)
+    dialog = await api.dialog(user)
+    await api.client.post(f"/api/chat/{dialog['id']}/messages", headers=user.headers,
+                          json={"content": "Какая погода на Марсе?"})
+    messages = (await api.client.get(f"/api/chat/{dialog['id']}/messages",
+                                     headers=user.headers)).json()["items"]
+    assert [m["role"] for m in messages] == ["user"]

@@ -50,6 +50,9 @@ def web_chat_answerer(
 
     Everything runs as the user who wrote the message: RLS limits retrieval to
     that user's knowledge and lets the answer into that user's dialog only.
+    The agent stays silent when the project's knowledge has nothing on the
+    message: a web dialog is also where the owner and operators talk, and a
+    "no answer" reply to every one of their lines would only be noise.
     """
 
     async def answer(claims: dict[str, Any], message: dict[str, Any]) -> None:
@@ -63,6 +66,8 @@ def web_chat_answerer(
                 if dialog is None:
                     return
                 passages = await passages_for(conn, dialog["project_id"], message["content"])
+            if not passages:
+                return
             reply: Answer = await provider_of().answer(message["content"], passages)
             async with as_user(claims) as conn:
                 await store_message(conn, dialog_id, str(message["owner_id"]), "assistant",
