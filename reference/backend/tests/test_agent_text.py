@@ -135,3 +135,12 @@ def test_provider_from_env_picks_extractive_without_a_key_and_gigachat_with_one(
     chosen = provider_from_env({"GIGACHAT_AUTH_KEY": "a2V5"})
     assert isinstance(chosen, FallbackProvider)
     assert chosen.primary.name == "gigachat" and chosen.fallback.name == "extractive"
+
+
+def test_an_unreadable_gigachat_ca_file_falls_back_to_the_extractive_answerer(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    chosen = provider_from_env({"GIGACHAT_AUTH_KEY": "a2V5",
+                                "GIGACHAT_CA_FILE": "/nonexistent/russian_trusted_root_ca.pem"})
+    assert chosen.name == "extractive"
+    assert "gigachat disabled" in capsys.readouterr().out

@@ -78,7 +78,7 @@ async def test_without_a_configured_secret_the_webhook_refuses_everything(
 ) -> None:
     monkeypatch.delenv("TELEGRAM_WEBHOOK_SECRET")
     answer = await api.client.post(WEBHOOK, json=_update(1), headers=_hooked(""))
-    assert answer.status_code == 503
+    assert answer.status_code == 403
     assert bot_api.sent == []
 
 

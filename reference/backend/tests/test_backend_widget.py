@@ -151,3 +151,17 @@ async def test_an_admin_sees_every_widget(api: Api) -> None:
     seen = await api.client.get(f"/api/widget/settings/{widget['widget_id']}",
                                 headers=admin.headers)
     assert seen.status_code == 200 and seen.json()["owner_id"] == owner.id
+
+
+async def test_a_visitor_flooding_the_widget_is_rate_limited(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WIDGET_RATE_LIMIT", "3")
+    owner = await api.signup()
+    widget = await _widget(api, owner)
+    base = f"/api/widget/{widget['widget_id']}"
+    answers = [await api.client.post(f"{base}/dialogs", headers={"Origin": SHOP})
+               for _ in range(4)]
+    assert [a.status_code for a in answers] == [201, 201, 201, 429]
+    assert answers[-1].headers["access-control-allow-origin"] == SHOP
+    assert int(answers[-1].headers["retry-after"]) >= 1

@@ -7,7 +7,10 @@ offline extractive answerer when GigaChat fails), else the extractive answerer.
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
+
+from aiplatform import logs
 
 from .extractive import ExtractiveProvider
 from .gigachat import GigaChatClient, GigaChatConfig, GigaChatProvider
@@ -31,7 +34,14 @@ def provider_from_env(env: Mapping[str, str] | None = None) -> AnswerProvider:
     config = GigaChatConfig.from_env(os.environ if env is None else env)
     if config is None:
         return ExtractiveProvider()
-    return FallbackProvider(GigaChatProvider(GigaChatClient(config)), ExtractiveProvider())
+    try:
+        client = GigaChatClient(config)
+    except (OSError, ssl.SSLError) as error:
+        # An unreadable GIGACHAT_CA_FILE: answering from the knowledge base beats
+        # failing every question; the log says why GigaChat is not used.
+        logs.log("error", event="gigachat disabled", reason=f"GIGACHAT_CA_FILE: {error}")
+        return ExtractiveProvider()
+    return FallbackProvider(GigaChatProvider(client), ExtractiveProvider())
 
 
 def agent_for(state: object) -> AnswerProvider:

@@ -69,7 +69,8 @@ async def webhook(request: Request) -> dict[str, Any]:
     """Process one update once; 401 without the right secret token."""
     expected = os.environ.get("TELEGRAM_WEBHOOK_SECRET", "")
     if not expected:
-        raise HTTPException(503, "telegram webhook not configured")
+        # Refused like a wrong secret: without one, anyone could post updates.
+        raise HTTPException(403, "telegram webhook not configured")
     if not secret_matches(request.headers.get(SECRET_HEADER), expected):
         raise HTTPException(401, "wrong or missing secret token")
     try:

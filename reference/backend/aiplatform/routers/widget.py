@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import secrets
 from typing import Annotated, Any
@@ -32,6 +33,7 @@ from aiplatform.agent.service import passages_for, store_message
 from aiplatform.agent.store import project_owner
 from aiplatform.auth.deps import current_user
 from aiplatform.db import as_service, as_user
+from aiplatform.ratelimit import SlidingWindow, client_address
 from aiplatform.schemas import Limit, Offset, Strict, page
 
 router = APIRouter(prefix="/api/widget", tags=["widget"])
@@ -214,6 +216,23 @@ async def widget_access(widget_id: UUID, request: Request, response: Response) -
 Widget = Annotated[WidgetAccess, Depends(widget_access)]
 
 
+def _throttle(request: Request, access: WidgetAccess) -> None:
+    """At most WIDGET_RATE_LIMIT (default 30) writes a minute per visitor address and widget.
+
+    The public write paths cost a database write and possibly a paid model
+    call each, and anyone on the internet can reach them.
+    """
+    state = request.app.state
+    window: SlidingWindow | None = getattr(state, "widget_rate_limit", None)
+    if window is None:
+        limit = int(os.environ.get("WIDGET_RATE_LIMIT") or 30)
+        window = state.widget_rate_limit = SlidingWindow(limit, 60)
+    wait = window.hit(f"{access.row['widget_id']}:{client_address(request)}")
+    if wait > 0:
+        raise HTTPException(429, "too many requests",
+                            headers={**access.headers, "Retry-After": str(max(1, round(wait)))})
+
+
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -237,8 +256,9 @@ async def widget_config(access: Widget) -> dict[str, Any]:
 
 
 @router.post("/{widget_id}/dialogs", status_code=201)
-async def start_dialog(access: Widget) -> dict[str, Any]:
+async def start_dialog(access: Widget, request: Request) -> dict[str, Any]:
     """Start a visitor's dialog; the token it returns authorizes its messages."""
+    _throttle(request, access)
     token = secrets.token_urlsafe(32)
     async with as_service() as conn:
         cursor = await conn.execute(
@@ -272,6 +292,7 @@ async def visitor_message(
     token: Annotated[str | None, Header(alias=TOKEN_HEADER)] = None,
 ) -> dict[str, Any]:
     """Store the visitor's message and answer it with the agent."""
+    _throttle(request, access)
     async with as_service() as conn:
         await _visitor_dialog(conn, access, dialog_id, token)
         message = await store_message(conn, str(dialog_id), access.owner_id, "user", body.text)
