@@ -1,7 +1,8 @@
 """A fake Telegram Bot API that records sendMessage calls.
 
 Routes `/bot<token>/<method>` like the real one; a wrong token gets the real
-401 answer. sendMessage calls are recorded (thread-safe) for the tests to count.
+401 answer. sendMessage calls are recorded (thread-safe) for the tests to count;
+setWebhook / getWebhookInfo / deleteWebhook keep the webhook's settings.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ class FakeTelegram(FakeServer):
             with self.lock:
                 self.webhook = dict(payload)
             return 200, {"ok": True, "result": True, "description": "Webhook was set"}
+        if method == "deleteWebhook":
+            with self.lock:
+                self.webhook = {}
+            return 200, {"ok": True, "result": True, "description": "Webhook was deleted"}
         if method == "getWebhookInfo":
             with self.lock:
                 info = {"url": self.webhook.get("url", ""), "pending_update_count": 0}
