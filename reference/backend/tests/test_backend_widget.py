@@ -144,6 +144,11 @@ async def test_only_the_owner_edits_the_widget_and_cors_follows_at_once(api: Api
                                  json={"allowed_origins": ["https://shop.example/path", "*"]})
     assert bad.status_code == 422 and "allowed_origins" in bad.json()["fields"]
 
+    assert (await api.client.delete(path, headers=stranger.headers)).status_code == 404
+    assert (await api.client.delete(path, headers=owner.headers)).status_code == 204
+    gone = await api.client.get(base, headers={"Origin": "http://localhost:5173"})
+    assert gone.status_code == 404
+
 
 async def test_an_admin_sees_every_widget(api: Api) -> None:
     owner, admin = await api.signup(), await api.signup(admin=True)

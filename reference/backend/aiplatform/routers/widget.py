@@ -158,6 +158,19 @@ async def update_widget(widget_id: UUID, body: WidgetPatch, claims: Claims) -> d
     return row
 
 
+@router.delete("/settings/{widget_id}", status_code=204)
+async def delete_widget(widget_id: UUID, claims: Claims) -> Response:
+    """Delete a widget: its public endpoints answer 404 from then on."""
+    async with as_user(claims) as conn:
+        cursor = await conn.execute(
+            "delete from widget_development_settings where widget_id = %s returning id",
+            (widget_id,))
+        deleted = await cursor.fetchone()
+    if deleted is None:
+        raise HTTPException(404, "widget not found")
+    return Response(status_code=204)
+
+
 # --- public endpoints (keyed by widget id, CORS per widget) -----------------------------
 
 
