@@ -11,19 +11,20 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from aiplatform.agent import agent_for, retrieval
 from aiplatform.agent.store import project_owner
 from aiplatform.auth.deps import current_user
 from aiplatform.db import as_user
+from aiplatform.schemas import Strict
 
 router = APIRouter(prefix="/api/agent", tags=["agent"])
 
 Claims = Annotated[dict[str, Any], Depends(current_user)]
 
 
-class Question(BaseModel):
+class Question(Strict):
     """A question for one project's knowledge base."""
 
     project_id: UUID

@@ -10,19 +10,20 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from aiplatform.agent import retrieval
 from aiplatform.agent.store import MAX_SOURCE_CHARS, add_source, project_owner
 from aiplatform.auth.deps import current_user
 from aiplatform.db import as_user
+from aiplatform.schemas import Strict
 
 router = APIRouter(prefix="/api/knowledge", tags=["knowledge"])
 
 Claims = Annotated[dict[str, Any], Depends(current_user)]
 
 
-class SourceIn(BaseModel):
+class SourceIn(Strict):
     """A new inline text source."""
 
     project_id: UUID
