@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from aiplatform import __version__, config, errors, logs
-from aiplatform.agent import agent_for
+from aiplatform.agent import agent_for, close_agent
 from aiplatform.agent.service import web_chat_answerer
 from aiplatform.db import pool
 from aiplatform.middleware import RequestContext
@@ -20,6 +20,7 @@ from aiplatform.ratelimit import SlidingWindow
 from aiplatform.realtime import ws
 from aiplatform.realtime.fanout import Fanout
 from aiplatform.routers import agent, auth, chat, dialogs, health, knowledge, telegram, widget
+from aiplatform.telegram import close_bot
 
 # Tests and rehearsals make a release that never comes up by shipping this file.
 if (config.APP_DIR / "CRASH_ON_START").exists():
@@ -48,6 +49,8 @@ def create_app(settings: config.Settings | None = None) -> FastAPI:
             if fanout is not None:
                 await fanout.stop()
             await pool.stop()
+            await close_agent(app.state)
+            await close_bot(app.state)
 
     app = FastAPI(title="AI platform API", version=__version__, lifespan=lifespan)
     app.state.settings = settings

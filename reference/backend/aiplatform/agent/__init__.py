@@ -25,6 +25,7 @@ __all__ = [
     "ProviderError",
     "SourceRef",
     "agent_for",
+    "close_agent",
     "provider_from_env",
 ]
 
@@ -55,3 +56,11 @@ def agent_for(state: object) -> AnswerProvider:
         provider = provider_from_env()
         state.agent = provider  # type: ignore[attr-defined]
     return provider
+
+
+async def close_agent(state: object) -> None:
+    """Close the app's provider's HTTP connections (lifespan shutdown); a no-op without one."""
+    provider = getattr(state, "agent", None)
+    close = getattr(provider, "aclose", None)
+    if close is not None:
+        await close()

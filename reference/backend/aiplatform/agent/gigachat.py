@@ -246,3 +246,7 @@ class GigaChatProvider:
         """GigaChat's answer; its sources are the passages it was given."""
         text = await self.client.complete(build_messages(question, passages))
         return Answer(text.strip(), sources_of(passages), self.name)
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
+        await self.client.aclose()

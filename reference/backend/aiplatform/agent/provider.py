@@ -103,3 +103,10 @@ class FallbackProvider:
             logs.log("warning", event="agent provider failed", provider=self.primary.name,
                      kind=exc.kind, error=str(exc), fallback=self.fallback.name)
             return await self.fallback.answer(question, passages)
+
+    async def aclose(self) -> None:
+        """Close both providers' connections, where they hold any."""
+        for provider in (self.primary, self.fallback):
+            close = getattr(provider, "aclose", None)
+            if close is not None:
+                await close()

@@ -18,6 +18,7 @@ __all__ = [
     "TelegramUpdate",
     "UpdateError",
     "bot_for",
+    "close_bot",
     "parse_update",
     "redact",
     "secret_matches",
@@ -34,3 +35,10 @@ def bot_for(state: object) -> BotApiClient | None:
     if not hasattr(state, "telegram_bot"):
         state.telegram_bot = BotApiClient.from_env(os.environ)  # type: ignore[attr-defined]
     return state.telegram_bot  # type: ignore[attr-defined,no-any-return]
+
+
+async def close_bot(state: object) -> None:
+    """Close the app's Bot API client (lifespan shutdown); a no-op without one."""
+    bot = getattr(state, "telegram_bot", None)
+    if bot is not None:
+        await bot.aclose()
