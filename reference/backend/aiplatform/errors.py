@@ -73,6 +73,13 @@ def install(app: FastAPI) -> None:
     async def conflict(request: Request, error: Exception) -> JSONResponse:
         return JSONResponse({"error": "conflict", "reason": type(error).__name__}, 409)
 
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, error: Exception) -> JSONResponse:
+        # Starlette still re-raises it after this answer, so uvicorn logs the
+        # traceback; the client gets JSON and the id to find it by.
+        return JSONResponse({"error": "internal error",
+                             "request_id": logs.request_id.get()}, 500)
+
     @app.exception_handler(pg_errors.DataError)
     async def bad_data(request: Request, error: Exception) -> JSONResponse:
         return JSONResponse({"error": "invalid input", "reason": type(error).__name__}, 422)

@@ -5,6 +5,7 @@ PM2 starts ``uvicorn app:app`` in reference/backend/; app.py re-exports ``app``.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,9 +29,16 @@ if (config.APP_DIR / "CRASH_ON_START").exists():
     raise SystemExit(3)
 
 
+def _quiet_uvicorn_access_log() -> None:
+    # uvicorn's access line repeats ours in another format and includes the
+    # query string, where a WebSocket token travels (/ws?token=...).
+    logging.getLogger("uvicorn.access").disabled = True
+
+
 def create_app(settings: config.Settings | None = None) -> FastAPI:
     """The application; ``settings`` default to the environment's."""
     settings = settings or config.load()
+    _quiet_uvicorn_access_log()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -78,7 +78,10 @@ async def health(request: Request) -> JSONResponse:
         "uptime_s": round(time.monotonic() - STARTED, 3),
         "version": __version__,
         "database": {k: v for k, v in database.items() if k != "migrations"},
-        "config": {name: bool(os.environ.get(name)) for name in config.REPORTED_CONFIG},
+        "config": {**{name: bool(os.environ.get(name)) for name in config.REPORTED_CONFIG},
+                   # As this process resolved them (JWT_SECRET may be SUPABASE_JWT_SECRET).
+                   "DATABASE_URL": settings.database_configured,
+                   "JWT_SECRET": not settings.jwt_secret_generated},
     }
     if "migrations" in database:
         body["migrations"] = database["migrations"]
@@ -111,7 +114,12 @@ async def slow(ms: str = "0") -> dict[str, int]:
     return {"slept_ms": wanted}
 
 
-@router.post("/api/echo")
+# The body is read raw (any JSON value); the schema says so for API clients and fuzzers.
+ANY_JSON_BODY = {"requestBody": {"required": True,
+                                 "content": {"application/json": {"schema": {}}}}}
+
+
+@router.post("/api/echo", openapi_extra=ANY_JSON_BODY)
 async def echo(request: Request) -> JSONResponse:
     """The JSON body back (400 if it is not JSON; the middleware answers 413 over 1 MB)."""
     raw = await request.body()
