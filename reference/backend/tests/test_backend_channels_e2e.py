@@ -99,7 +99,8 @@ def test_widget_and_bot_messages_reach_the_owners_websocket_on_the_other_instanc
                           json={"text": "Где находится самовывоз?"})
         assert sent.status_code == 201, sent.text
         assert "Ленинском проспекте" in sent.json()["reply"]["content"]
-        pushed = _messages(ws, 2)
+        # Pushes may arrive out of order (each is read back on its own): order by id.
+        pushed = sorted(_messages(ws, 2), key=lambda m: m["id"])
         assert [m["role"] for m in pushed] == ["user", "assistant"]
         assert {m["dialog_id"] for m in pushed} == {started["dialog_id"]}
 
@@ -113,7 +114,7 @@ def test_widget_and_bot_messages_reach_the_owners_websocket_on_the_other_instanc
         assert answers[1].json()["duplicate"] is True  # the retry hit the other instance
         [reply] = bot_api.sent_to(424242)
         assert "Ленинском проспекте" in reply.text
-        bot_pushed = _messages(ws, 2)
+        bot_pushed = sorted(_messages(ws, 2), key=lambda m: m["id"])
         assert [m["role"] for m in bot_pushed] == ["user", "assistant"]
 
         wrong = httpx.post(f"{b.url}/api/telegram/bot/webhook", json=update,
