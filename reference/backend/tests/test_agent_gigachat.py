@@ -14,6 +14,7 @@ from aiplatform.agent import ExtractiveProvider, Passage
 from aiplatform.agent.gigachat import (
     TOKEN_MARGIN_S,
     GigaChatAuthError,
+    GigaChatBadResponse,
     GigaChatClient,
     GigaChatConfig,
     GigaChatError,
@@ -169,6 +170,12 @@ def test_completion_errors_are_mapped(
         _ask(_client(fake))
     assert caught.value.status == status
     assert fake.auth_key not in str(caught.value)
+
+
+def test_an_answer_without_choices_is_a_bad_response(fake: FakeGigaChat) -> None:
+    fake.garble_next()
+    with pytest.raises(GigaChatBadResponse, match="choices"):
+        _ask(_client(fake))
 
 
 def test_an_unreachable_server_is_unavailable() -> None:

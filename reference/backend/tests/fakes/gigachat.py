@@ -5,7 +5,7 @@ scope=GIGACHAT_API_PERS, and issues a fresh token valid `token_ttl_s`.
 `POST /api/v1/chat/completions` wants a live `Bearer` token and answers with a
 reply that echoes the question and the number of passages it was given.
 `expire_tokens()` kills every issued token; `fail_next(status)` makes the next
-completion fail with that status.
+completion fail with that status; `garble_next()` answers it 200 without choices.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class FakeGigaChat(FakeServer):
         self.calls = GigaChatCalls()
         self._live: dict[str, float] = {}  # token -> expiry (epoch seconds)
         self._failures: list[int] = []
+        self._garbled = 0
 
     @property
     def oauth_url(self) -> str:
@@ -65,6 +66,11 @@ class FakeGigaChat(FakeServer):
         """Answer the next `times` completions with `status`."""
         with self.lock:
             self._failures.extend([status] * times)
+
+    def garble_next(self, times: int = 1) -> None:
+        """Answer the next `times` completions 200 with a body that has no choices."""
+        with self.lock:
+            self._garbled += times
 
     def handle(self, request: Request) -> Reply:
         """Route to the OAuth or completions handler."""
@@ -101,6 +107,11 @@ class FakeGigaChat(FakeServer):
                 self.calls.refused_tokens += 1
                 return 401, {"status": 401, "message": "Token has expired"}
             failure = self._failures.pop(0) if self._failures else None
+            garbled = failure is None and self._garbled > 0
+            if garbled:
+                self._garbled -= 1
+        if garbled:
+            return 200, {"choices": [], "object": "chat.completion"}
         if failure is not None:
             return failure, {"status": failure, "message": "injected failure"}
         body = request.json()
