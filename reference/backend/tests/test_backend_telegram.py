@@ -169,3 +169,26 @@ async def test_non_text_messages_and_bad_bodies(
     edited = await api.client.post(WEBHOOK, json={"update_id": random.randint(1, 2**40),
                                                   "edited_message": {}}, headers=_hooked())
     assert edited.status_code == 200 and edited.json()["ignored"] == "not a message"
+
+
+async def test_the_owner_sets_up_the_bot_and_nobody_else_can(
+    api: Api, bot_api: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner, stranger = await api.signup(), await api.signup()
+    path = f"/api/telegram/settings/{owner.project_id}"
+    assert (await api.client.get(path, headers=owner.headers)).status_code == 404
+    put = await api.client.put(path, headers=owner.headers, json={"bot_username": "shop_bot"})
+    assert put.status_code == 200 and put.json()["enabled"] is True
+    assert (await api.client.get(path, headers=stranger.headers)).status_code == 404
+    taken = await api.client.put(path, headers=stranger.headers, json={"enabled": False})
+    assert taken.status_code == 404
+    assert (await api.client.get(path, headers=owner.headers)).json()["enabled"] is True
+
+    monkeypatch.setenv("TELEGRAM_PROJECT_ID", owner.project_id)
+    answered = await api.client.post(WEBHOOK, json=_update(9001), headers=_hooked())
+    assert "dialog_id" in answered.json()
+    off = await api.client.put(path, headers=owner.headers, json={"enabled": False})
+    assert off.json()["enabled"] is False
+    ignored = await api.client.post(WEBHOOK, json=_update(9001), headers=_hooked())
+    assert ignored.json()["ignored"] == "bot not configured"
+    assert len(bot_api.sent_to(9001)) == 1

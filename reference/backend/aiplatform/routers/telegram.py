@@ -19,14 +19,19 @@ bot's project owner. Every statement is scoped by that project in code.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Annotated, Any
+from uuid import UUID
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import Field
 
 from aiplatform import logs
 from aiplatform.agent import agent_for
 from aiplatform.agent.service import passages_for, store_message
-from aiplatform.db import as_service
+from aiplatform.agent.store import project_owner
+from aiplatform.auth.deps import current_user
+from aiplatform.db import as_service, as_user
+from aiplatform.schemas import Strict
 from aiplatform.telegram import (
     SECRET_HEADER,
     TelegramApiError,
@@ -37,6 +42,9 @@ from aiplatform.telegram import (
 )
 
 router = APIRouter(prefix="/api/telegram", tags=["telegram"])
+
+Claims = Annotated[dict[str, Any], Depends(current_user)]
+SETTINGS_COLUMNS = "project_id, owner_id, bot_username, enabled, created_at"
 
 NOT_TEXT_REPLY = "Я понимаю только текстовые сообщения. / I can only read text messages."
 
@@ -111,3 +119,40 @@ async def webhook(request: Request) -> dict[str, Any]:
                      error=str(error))
             raise HTTPException(502, "sendMessage failed") from None
     return {"ok": True, "update_id": update.update_id, "dialog_id": dialog_id}
+
+
+class TelegramSettingsIn(Strict):
+    """Whether the bot answers for a project."""
+
+    enabled: bool = True
+    bot_username: str = Field("", max_length=64)
+
+
+@router.get("/settings/{project_id}")
+async def get_settings(project_id: UUID, claims: Claims) -> dict[str, Any]:
+    """A project's bot settings (404 when none, or not the caller's project)."""
+    async with as_user(claims) as conn:
+        cursor = await conn.execute(
+            f"select {SETTINGS_COLUMNS} from telegram_settings where project_id = %s",
+            (project_id,))
+        row = await cursor.fetchone()
+    if row is None:
+        raise HTTPException(404, "telegram settings not found")
+    return row
+
+
+@router.put("/settings/{project_id}")
+async def put_settings(project_id: UUID, body: TelegramSettingsIn,
+                       claims: Claims) -> dict[str, Any]:
+    """Create or change a project's bot settings, as the project's owner (RLS)."""
+    async with as_user(claims) as conn:
+        owner = await project_owner(conn, str(project_id))
+        if owner is None:
+            raise HTTPException(404, "project not found")
+        cursor = await conn.execute(
+            "insert into telegram_settings (owner_id, project_id, bot_username, enabled)"
+            " values (%s, %s, %s, %s) on conflict (project_id) do update"
+            " set bot_username = excluded.bot_username, enabled = excluded.enabled"
+            f" returning {SETTINGS_COLUMNS}",
+            (owner, project_id, body.bot_username, body.enabled))
+        return await cursor.fetchone()  # type: ignore[return-value]
