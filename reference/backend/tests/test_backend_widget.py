@@ -104,6 +104,15 @@ async def test_a_visitor_talks_to_the_agent_through_the_widget(api: Api) -> None
                                     json={"text": "hi"})
     assert missing.status_code == 401
 
+    # Invalid input: the 422 names the field, and the allowed page can read it.
+    empty = await api.client.post(f"{base}/dialogs/{dialog_id}/messages", headers=visitor,
+                                  json={"text": ""})
+    assert empty.status_code == 422 and "text" in empty.json()["fields"]
+    assert empty.headers["access-control-allow-origin"] == SHOP
+    foreign = await api.client.post(f"{base}/dialogs/{dialog_id}/messages",
+                                    headers={**visitor, "Origin": OTHER}, json={"text": ""})
+    assert foreign.status_code == 403 and "access-control-allow-origin" not in foreign.headers
+
 
 async def test_an_unknown_widget_is_404(api: Api) -> None:
     unknown = await api.client.get(f"/api/widget/{uuid.uuid4()}/config", headers={"Origin": SHOP})

@@ -18,13 +18,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import secrets
 from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response
-from fastapi.responses import JSONResponse
 from psycopg.types.json import Jsonb
 from pydantic import Field, field_validator
 
@@ -34,27 +32,26 @@ from aiplatform.agent.store import project_owner
 from aiplatform.auth.deps import current_user
 from aiplatform.db import as_service, as_user
 from aiplatform.ratelimit import SlidingWindow, client_address
+from aiplatform.routers.widget_cors import (
+    TOKEN_HEADER,
+    WidgetAccess,
+    WidgetCorsRoute,
+    normalize_origin,
+    preflight,
+    widget_access,
+)
 from aiplatform.schemas import Limit, Offset, Strict, page
 
 router = APIRouter(prefix="/api/widget", tags=["widget"])
+public = APIRouter(route_class=WidgetCorsRoute)
 
 Claims = Annotated[dict[str, Any], Depends(current_user)]
 
-TOKEN_HEADER = "X-Widget-Token"
 MAX_ORIGINS = 20
 MAX_SETTINGS_BYTES = 10_000
-_ORIGIN = re.compile(r"^https?://[a-z0-9.-]+(:\d{1,5})?$")
 WIDGET_COLUMNS = (
     "id, widget_id, owner_id, project_id, allowed_origins, settings, created_at, updated_at"
 )
-
-
-def normalize_origin(value: str) -> str:
-    """`scheme://host[:port]` lower-cased; ValueError for anything else (paths, `*`)."""
-    origin = value.strip().lower().rstrip("/")
-    if not _ORIGIN.match(origin):
-        raise ValueError(f"not an origin (scheme://host[:port]): {value[:100]!r}")
-    return origin
 
 
 def _check_origins(values: list[str] | None) -> list[str] | None:
@@ -171,59 +168,7 @@ async def delete_widget(widget_id: UUID, claims: Claims) -> Response:
     return Response(status_code=204)
 
 
-# --- public endpoints (keyed by widget id, CORS per widget) -----------------------------
-
-
-class WidgetAccess:
-    """The widget a public request is for, and the CORS headers its answers carry."""
-
-    def __init__(self, row: dict[str, Any], origin: str | None) -> None:
-        self.row = row
-        self.project_id = str(row["project_id"])
-        self.owner_id = str(row["owner_id"])
-        self.headers: dict[str, str] = {"Vary": "Origin"}
-        if origin is not None:
-            self.headers["Access-Control-Allow-Origin"] = origin
-
-    def fail(self, status: int, detail: str) -> HTTPException:
-        """An error answer the widget's page may still read."""
-        return HTTPException(status, detail, headers=self.headers)
-
-
-async def _load_widget(widget_id: str) -> dict[str, Any] | None:
-    try:
-        UUID(widget_id)
-    except ValueError:
-        return None
-    async with as_service() as conn:
-        cursor = await conn.execute(
-            "select widget_id, owner_id, project_id, allowed_origins, settings"
-            " from widget_development_settings where widget_id = %s", (widget_id,))
-        return await cursor.fetchone()
-
-
-def _allowed(origin: str, row: dict[str, Any]) -> bool:
-    try:
-        return normalize_origin(origin) in row["allowed_origins"]
-    except ValueError:
-        return False
-
-
-async def widget_access(widget_id: UUID, request: Request, response: Response) -> WidgetAccess:
-    """The widget, if it exists and the request's Origin (when any) is allowed.
-
-    A request without Origin is not a browser's cross-origin call (curl, a
-    server): CORS does not apply to it, and the widget's data is public anyway.
-    """
-    row = await _load_widget(str(widget_id))
-    origin = request.headers.get("origin")
-    if row is None:
-        raise HTTPException(404, "widget not found", headers={"Vary": "Origin"})
-    if origin is not None and not _allowed(origin, row):
-        raise HTTPException(403, "origin not allowed", headers={"Vary": "Origin"})
-    access = WidgetAccess(row, origin)
-    response.headers.update(access.headers)
-    return access
+# --- public endpoints (keyed by widget id; CORS per widget in widget_cors.py) ------------
 
 
 Widget = Annotated[WidgetAccess, Depends(widget_access)]
@@ -262,13 +207,13 @@ async def _visitor_dialog(conn: Any, access: WidgetAccess, dialog_id: UUID, toke
         raise access.fail(404, "dialog not found")
 
 
-@router.get("/{widget_id}/config")
+@public.get("/{widget_id}/config")
 async def widget_config(access: Widget) -> dict[str, Any]:
     """The widget's public configuration."""
     return {"widget_id": access.row["widget_id"], "settings": access.row["settings"]}
 
 
-@router.post("/{widget_id}/dialogs", status_code=201)
+@public.post("/{widget_id}/dialogs", status_code=201)
 async def start_dialog(access: Widget, request: Request) -> dict[str, Any]:
     """Start a visitor's dialog; the token it returns authorizes its messages."""
     _throttle(request, access)
@@ -284,7 +229,7 @@ async def start_dialog(access: Widget, request: Request) -> dict[str, Any]:
     return {"dialog_id": dialog["id"], "visitor_token": token, "greeting": greeting}
 
 
-@router.get("/{widget_id}/dialogs/{dialog_id}/messages")
+@public.get("/{widget_id}/dialogs/{dialog_id}/messages")
 async def visitor_messages(
     dialog_id: UUID, access: Widget,
     token: Annotated[str | None, Header(alias=TOKEN_HEADER)] = None,
@@ -299,7 +244,7 @@ async def visitor_messages(
         return page(await cursor.fetchall(), limit, offset)
 
 
-@router.post("/{widget_id}/dialogs/{dialog_id}/messages", status_code=201)
+@public.post("/{widget_id}/dialogs/{dialog_id}/messages", status_code=201)
 async def visitor_message(
     dialog_id: UUID, body: VisitorMessage, access: Widget, request: Request,
     token: Annotated[str | None, Header(alias=TOKEN_HEADER)] = None,
@@ -322,32 +267,17 @@ async def visitor_message(
     }
 
 
-PREFLIGHT_METHODS = "GET, POST, OPTIONS"
-PREFLIGHT_HEADERS = f"Content-Type, {TOKEN_HEADER}"
-
-
-async def _preflight(widget_id: str, request: Request) -> Response:
-    origin = request.headers.get("origin")
-    row = await _load_widget(widget_id)
-    if origin is None or row is None or not _allowed(origin, row):
-        # No Access-Control-Allow-Origin: the browser refuses the real request.
-        return JSONResponse({"error": "origin not allowed"}, 403, headers={"Vary": "Origin"})
-    return Response(status_code=204, headers={
-        "Access-Control-Allow-Origin": origin,
-        "Access-Control-Allow-Methods": PREFLIGHT_METHODS,
-        "Access-Control-Allow-Headers": PREFLIGHT_HEADERS,
-        "Access-Control-Max-Age": "600",
-        "Vary": "Origin",
-    })
-
-
-@router.options("/{widget_id}", include_in_schema=False)
+@public.options("/{widget_id}", include_in_schema=False)
 async def preflight_root(widget_id: str, request: Request) -> Response:
     """CORS preflight for the widget's root."""
-    return await _preflight(widget_id, request)
+    return await preflight(widget_id, request)
 
 
-@router.options("/{widget_id}/{rest:path}", include_in_schema=False)
-async def preflight(widget_id: str, rest: str, request: Request) -> Response:
+@public.options("/{widget_id}/{rest:path}", include_in_schema=False)
+async def preflight_path(widget_id: str, rest: str, request: Request) -> Response:
     """CORS preflight for the widget's public paths."""
-    return await _preflight(widget_id, request)
+    return await preflight(widget_id, request)
+
+
+# After the owner's /settings routes: "settings" would otherwise match {widget_id}.
+router.include_router(public)
