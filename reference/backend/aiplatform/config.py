@@ -56,6 +56,9 @@ class Settings:
     refresh_ttl_s: int
     pool_min: int
     pool_max: int
+    # Off behind a transaction-mode pooler (Supabase's port 6543, pgbouncer),
+    # where a prepared statement may land on another server connection.
+    prepared_statements: bool
     max_body: int
     # "N per S seconds" per client address on each auth endpoint.
     auth_rate_limit: int
@@ -85,6 +88,7 @@ def load() -> Settings:
         refresh_ttl_s=_int("JWT_REFRESH_TTL_S", 30 * 24 * 3600),
         pool_min=_int("DB_POOL_MIN", 1),
         pool_max=_int("DB_POOL_MAX", 10),
+        prepared_statements=os.environ.get("DB_PREPARED_STATEMENTS", "1") != "0",
         max_body=_int("MAX_BODY_BYTES", 1024 * 1024),
         auth_rate_limit=_int("AUTH_RATE_LIMIT", 20),
         auth_rate_window_s=_int("AUTH_RATE_WINDOW_S", 60),

@@ -34,7 +34,8 @@ async def start(settings: Settings) -> AsyncConnectionPool | None:
         min_size=settings.pool_min,
         max_size=settings.pool_max,
         # autocommit: `conn.transaction()` is then exactly one BEGIN/COMMIT.
-        kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 5},
+        kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": 5,
+                "prepare_threshold": 5 if settings.prepared_statements else None},
         # A connection broken by a database restart is dropped on checkout,
         # not handed to a request that would then fail.
         check=AsyncConnectionPool.check_connection,
