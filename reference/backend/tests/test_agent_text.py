@@ -12,6 +12,8 @@ from aiplatform.agent.chunking import split_text
 from aiplatform.agent.extractive import NO_ANSWER
 from aiplatform.agent.provider import FallbackProvider, ProviderError
 from aiplatform.agent.text import split_sentences, terms
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 SENTENCES = [f"Предложение номер {i} рассказывает о доставке товара {i}." for i in range(40)]
 
@@ -144,3 +146,33 @@ def test_an_unreadable_gigachat_ca_file_falls_back_to_the_extractive_answerer(
                                 "GIGACHAT_CA_FILE": "/nonexistent/russian_trusted_root_ca.pem"})
     assert chosen.name == "extractive"
     assert "gigachat disabled" in capsys.readouterr().out
+
+
+_WORDS = st.text(alphabet="абвгдежзиклмнопрстуфхцчшщэюяabcdefxyz0123456789", min_size=1,
+                 max_size=30)
+_SENTENCE = st.builds(lambda words, end: " ".join(words) + end,
+                      st.lists(_WORDS, min_size=1, max_size=25), st.sampled_from([".", "!", "?"]))
+_TEXT = st.lists(st.lists(_SENTENCE, min_size=1, max_size=8).map(" ".join),
+                 min_size=1, max_size=6).map("\n\n".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=_TEXT, max_chars=st.integers(40, 400), overlap_share=st.floats(0, 0.9))
+def test_chunks_fit_keep_every_word_in_order_and_only_repeat_as_overlap(
+    text: str, max_chars: int, overlap_share: float
+) -> None:
+    overlap = int(max_chars * overlap_share)
+    chunks = split_text(text, max_chars=max_chars, overlap=overlap)
+    assert chunks and all(0 < len(c) <= max_chars for c in chunks)
+    # Without overlap the chunks are the text's words, each exactly once, in order.
+    plain = split_text(text, max_chars=max_chars, overlap=0)
+    assert " ".join(plain).split() == text.split()
+    # With overlap, each chunk's words continue the text where the overlap ends.
+    words = text.split()
+    position = 0
+    for chunk in chunks:
+        chunk_words = chunk.split()
+        start = next(i for i in range(position, -1, -1)
+                     if words[i:i + len(chunk_words)] == chunk_words)
+        position = start + len(chunk_words)
+    assert position == len(words)
