@@ -51,6 +51,13 @@ async def test_without_database_url_health_is_ok_and_data_endpoints_503(
         signup = await api.client.post("/api/auth/signup",
                                        json={"email": "a@b.cd", "password": "12345678"})
         assert (signup.status_code, signup.json()) == (503, {"error": "database not configured"})
+        for path in ("/api/dialogs", "/api/projects", "/api/auth/me",
+                     "/api/chat/00000000-0000-0000-0000-000000000000/messages"):
+            # Without a token too: the missing database is the answer, not the token.
+            answer = await api.client.get(path)
+            assert (answer.status_code, answer.json()) == (
+                503, {"error": "database not configured"}), path
+        assert (await api.client.get("/api/auth/ping")).status_code == 200
 
 
 async def test_bodies_over_the_limit_get_413(api: Api) -> None:

@@ -19,6 +19,7 @@ from aiplatform.auth.passwords import hash_password, verify_password
 from aiplatform.auth.tokens import hash_refresh_token, issue_access_token, new_refresh_token
 from aiplatform.config import Settings
 from aiplatform.db import as_service, as_user
+from aiplatform.db.deps import require_database
 from aiplatform.ratelimit import rate_limited
 from aiplatform.schemas import EMAIL_PATTERN, Strict, UserOut
 
@@ -74,7 +75,7 @@ def _unauthorized(reason: str) -> HTTPException:
 
 
 @router.post("/signup", status_code=201, response_model=SessionOut,
-             dependencies=[Depends(rate_limited("signup"))])
+             dependencies=[Depends(require_database), Depends(rate_limited("signup"))])
 async def signup(body: SignupIn, request: Request) -> dict:
     """Create an account (and its first project); answers with a session."""
     settings: Settings = request.app.state.settings
@@ -95,7 +96,8 @@ async def signup(body: SignupIn, request: Request) -> dict:
         raise HTTPException(409, "email already registered") from None
 
 
-@router.post("/login", response_model=SessionOut, dependencies=[Depends(rate_limited("login"))])
+@router.post("/login", response_model=SessionOut,
+             dependencies=[Depends(require_database), Depends(rate_limited("login"))])
 async def login(body: Credentials, request: Request) -> dict:
     """Email + password → a session; 401 for an unknown email or a wrong password alike."""
     settings: Settings = request.app.state.settings
@@ -112,7 +114,8 @@ async def login(body: Credentials, request: Request) -> dict:
 
 
 @router.post("/refresh", response_model=SessionOut,
-             dependencies=[Depends(rate_limited("refresh"))])
+             dependencies=[Depends(require_database),
+                           Depends(rate_limited("refresh"))])
 async def refresh(body: RefreshIn, request: Request) -> dict:
     """Trade a refresh token for a new session; the old refresh token stops working."""
     settings: Settings = request.app.state.settings
@@ -132,7 +135,7 @@ async def refresh(body: RefreshIn, request: Request) -> dict:
         return await _session(conn, settings, user)
 
 
-@router.get("/me", response_model=UserOut)
+@router.get("/me", response_model=UserOut, dependencies=[Depends(require_database)])
 async def me(claims: dict = Depends(current_user)) -> dict:
     """The signed-in user, read as that user (RLS)."""
     async with as_user(claims) as conn:

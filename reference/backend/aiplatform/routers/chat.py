@@ -14,10 +14,12 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Request
 
 from aiplatform.auth.deps import current_user
 from aiplatform.db import as_user
+from aiplatform.db.deps import require_database
 from aiplatform.routers.dialogs import visible_dialog
 from aiplatform.schemas import Limit, MessageIn, MessageOut, Offset, Page, page
 
-router = APIRouter(prefix="/api/chat", tags=["chat"])
+router = APIRouter(prefix="/api/chat", tags=["chat"],
+                   dependencies=[Depends(require_database)])
 
 MESSAGE_COLUMNS = "id, dialog_id, owner_id, role, content, created_at"
 

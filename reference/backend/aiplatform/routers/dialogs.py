@@ -15,6 +15,7 @@ from psycopg import AsyncConnection
 
 from aiplatform.auth.deps import current_user
 from aiplatform.db import as_user
+from aiplatform.db.deps import require_database
 from aiplatform.schemas import (
     DialogIn,
     DialogOut,
@@ -27,7 +28,7 @@ from aiplatform.schemas import (
     page,
 )
 
-router = APIRouter(tags=["dialogs"])
+router = APIRouter(tags=["dialogs"], dependencies=[Depends(require_database)])
 
 DIALOG_COLUMNS = "id, owner_id, project_id, title, channel, created_at"
 
