@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from backend_support import Api, User
+from backend_support import Api, Database, User, make_api
 from fakes.gigachat import FakeGigaChat
 
 pytestmark = pytest.mark.anyio
@@ -187,3 +187,19 @@ async def test_the_agent_stays_silent_in_web_chat_when_the_knowledge_has_nothing
     messages = (await api.client.get(f"/api/chat/{dialog['id']}/messages",
                                      headers=user.headers)).json()["items"]
     assert [m["role"] for m in messages] == ["user"]
+
+
+async def test_without_a_database_the_agent_endpoints_answer_503_first(
+    database: Database,
+) -> None:
+    async with make_api(database, database_url=None) as api:
+        for method, path in [
+            ("GET", "/api/knowledge/sources"), ("POST", "/api/agent/ask"),
+            ("GET", "/api/widget/settings"),
+            ("GET", "/api/widget/00000000-0000-0000-0000-000000000000/config"),
+            ("POST", "/api/telegram/bot/webhook"),
+            ("GET", "/api/telegram/settings/00000000-0000-0000-0000-000000000000"),
+        ]:
+            answer = await api.client.request(method, path)
+            assert (answer.status_code, answer.json()) == (
+                503, {"error": "database not configured"}), path

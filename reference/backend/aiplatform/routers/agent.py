@@ -17,9 +17,11 @@ from aiplatform.agent import agent_for, retrieval
 from aiplatform.agent.store import project_owner
 from aiplatform.auth.deps import current_user
 from aiplatform.db import as_user
+from aiplatform.db.deps import require_database
 from aiplatform.schemas import Strict
 
-router = APIRouter(prefix="/api/agent", tags=["agent"])
+router = APIRouter(prefix="/api/agent", tags=["agent"],
+                   dependencies=[Depends(require_database)])
 
 Claims = Annotated[dict[str, Any], Depends(current_user)]
 

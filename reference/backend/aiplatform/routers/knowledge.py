@@ -16,9 +16,11 @@ from aiplatform.agent import retrieval
 from aiplatform.agent.store import MAX_SOURCE_CHARS, add_source, project_owner
 from aiplatform.auth.deps import current_user
 from aiplatform.db import as_user
+from aiplatform.db.deps import require_database
 from aiplatform.schemas import Strict
 
-router = APIRouter(prefix="/api/knowledge", tags=["knowledge"])
+router = APIRouter(prefix="/api/knowledge", tags=["knowledge"],
+                   dependencies=[Depends(require_database)])
 
 Claims = Annotated[dict[str, Any], Depends(current_user)]
 

@@ -31,6 +31,7 @@ from aiplatform.agent.service import passages_for, store_message
 from aiplatform.agent.store import project_owner
 from aiplatform.auth.deps import current_user
 from aiplatform.db import as_service, as_user
+from aiplatform.db.deps import require_database
 from aiplatform.schemas import Strict
 from aiplatform.telegram import (
     SECRET_HEADER,
@@ -41,7 +42,8 @@ from aiplatform.telegram import (
     secret_matches,
 )
 
-router = APIRouter(prefix="/api/telegram", tags=["telegram"])
+router = APIRouter(prefix="/api/telegram", tags=["telegram"],
+                   dependencies=[Depends(require_database)])
 
 Claims = Annotated[dict[str, Any], Depends(current_user)]
 SETTINGS_COLUMNS = "project_id, owner_id, bot_username, enabled, created_at"

@@ -31,6 +31,7 @@ from aiplatform.agent.service import passages_for, store_message
 from aiplatform.agent.store import project_owner
 from aiplatform.auth.deps import current_user
 from aiplatform.db import as_service, as_user
+from aiplatform.db.deps import require_database
 from aiplatform.ratelimit import SlidingWindow, client_address
 from aiplatform.routers.widget_cors import (
     TOKEN_HEADER,
@@ -42,7 +43,8 @@ from aiplatform.routers.widget_cors import (
 )
 from aiplatform.schemas import Limit, Offset, Strict, page
 
-router = APIRouter(prefix="/api/widget", tags=["widget"])
+router = APIRouter(prefix="/api/widget", tags=["widget"],
+                   dependencies=[Depends(require_database)])
 public = APIRouter(route_class=WidgetCorsRoute)
 
 Claims = Annotated[dict[str, Any], Depends(current_user)]
