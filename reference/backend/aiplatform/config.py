@@ -59,6 +59,8 @@ class Settings:
     # Off behind a transaction-mode pooler (Supabase's port 6543, pgbouncer),
     # where a prepared statement may land on another server connection.
     prepared_statements: bool
+    # How long a request waits for a pooled connection before its 503.
+    pool_timeout_s: float
     max_body: int
     # "N per S seconds" per client address on each auth endpoint.
     auth_rate_limit: int
@@ -88,6 +90,7 @@ def load() -> Settings:
         refresh_ttl_s=_int("JWT_REFRESH_TTL_S", 30 * 24 * 3600),
         pool_min=_int("DB_POOL_MIN", 1),
         pool_max=_int("DB_POOL_MAX", 10),
+        pool_timeout_s=float(_int("DB_POOL_TIMEOUT_S", 5)),
         prepared_statements=os.environ.get("DB_PREPARED_STATEMENTS", "1") != "0",
         max_body=_int("MAX_BODY_BYTES", 1024 * 1024),
         auth_rate_limit=_int("AUTH_RATE_LIMIT", 20),

@@ -28,7 +28,7 @@ async def test_health_reports_the_database_and_migrations(api: Api) -> None:
 
 async def test_a_dead_database_fails_health_without_leaking_the_dsn(database: Database) -> None:
     dead = "postgresql://ai_app:app-pw-2@127.0.0.1:1/aiplatform_test"
-    async with make_api(database, database_url=dead) as api:
+    async with make_api(database, database_url=dead, pool_timeout_s=1.0) as api:
         answer = await api.client.get("/api/health")
         assert answer.status_code == 503
         body = answer.json()

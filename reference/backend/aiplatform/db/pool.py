@@ -39,7 +39,7 @@ async def start(settings: Settings) -> AsyncConnectionPool | None:
         # A connection broken by a database restart is dropped on checkout,
         # not handed to a request that would then fail.
         check=AsyncConnectionPool.check_connection,
-        timeout=5,
+        timeout=settings.pool_timeout_s,
         open=False,
         name="aiplatform",
     )
