@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what adapto, its tests and its sandbox need on a Debian machine,
 # skipping whatever is already there (a second run takes a few seconds).
-#   apt: nginx, openssh-server, ufw, logrotate, rsync, iproute2, procps, nodejs/npm (if no node)
+#   apt: nginx, openssh-server, ufw, logrotate, rsync, iproute2, procps, postgresql,
+#        nodejs/npm (if no node)
 #   npm: pm2      pip: adapto itself (editable) with its test extras
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,14 +21,18 @@ command -v ss >/dev/null 2>&1 || [ -x /usr/sbin/ss ] || need_apt+=(iproute2)
 command -v pgrep >/dev/null 2>&1 || need_apt+=(procps)
 # The reference backend's venv is made on the (sandbox) host with its python3.
 { [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1; } || need_apt+=(python3 python3-venv)
+# The reference backend's tests start their own PostgreSQL cluster from
+# Debian's server binaries (initdb/pg_ctl under /usr/lib/postgresql/N/bin).
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
-# Debian's nginx package may start a system nginx on :80; adapto's sandbox runs
-# its own, so the system one is left alone.
+# Debian's nginx package may start a system nginx on :80, and its postgresql
+# package a system cluster on :5432; adapto's sandbox and tests run their own,
+# so the system ones are left alone.
 
 if ! command -v pm2 >/dev/null 2>&1; then
   echo "setup: npm install -g pm2"

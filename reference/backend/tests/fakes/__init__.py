@@ -1,0 +1,1 @@
+"""Fake third-party services on loopback for the backend's tests (GigaChat, Telegram)."""
