@@ -50,7 +50,7 @@ def missing_browser() -> str | None:
 
 
 def build_frontend(out_dir: Path) -> Path:
-    """``npm ci`` (when node_modules is missing) and a Vite build of reference/frontend into ``out_dir``.
+    """``npm ci`` (if node_modules is missing), then a Vite build of reference/frontend.
 
     Building into ``out_dir`` leaves the working tree's dist/ alone.
     """
@@ -69,7 +69,7 @@ def build_frontend(out_dir: Path) -> Path:
 class _Pages(http.server.BaseHTTPRequestHandler):
     pages: dict[str, str] = {}
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         body = self.pages.get(self.path.split("?")[0])
         if body is None:
             self.send_error(404)
@@ -81,7 +81,7 @@ class _Pages(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         return  # quiet: pytest shows failures, not access lines
 
 

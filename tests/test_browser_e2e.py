@@ -15,7 +15,6 @@ import re
 import secrets
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -167,13 +166,13 @@ def test_signup_dialog_and_reply_over_websocket(box: OpBox, page: Any) -> None:
         {"project_id": project_id, "title": "Delivery", "content": KNOWLEDGE})
 
     page.fill("input[name=title]", "Delivery question")
-    page.get_by_role("button", name="Create").click()
+    page.get_by_role("button", name="Create", exact=True).click()
     page.get_by_test_id("dialog").wait_for()
     navigations = len([1 for _ in page.context.pages])
     loads: list[str] = []
     page.on("load", lambda _: loads.append("load"))
     page.fill("input[name=message]", QUESTION)
-    page.get_by_role("button", name="Send").last.click()
+    page.get_by_test_id("dialog").get_by_role("button", name="Send").click()
     page.locator("[data-testid=messages] li[data-role=user]").filter(has_text=QUESTION).wait_for()
     # The answer is written by a background task after the POST has returned:
     # only the WebSocket can bring it to this page.
