@@ -1,6 +1,6 @@
 """What the browser e2e tests need besides the sandbox: a real frontend build,
 headless Chromium (Debian's package) driven by Playwright, pages served from
-other origins, and the backend's database.
+other origins.
 
 Chromium resolves the sandbox's server name to its loopback address itself
 (``--host-resolver-rules``), so pages use the site's real name, SNI and Host
@@ -16,7 +16,6 @@ import http.server
 import os
 import shutil
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,6 @@ from tests.e2e_support import REPO
 
 CHROMIUM = Path(os.environ.get("ADAPTO_CHROMIUM", "/usr/bin/chromium"))
 FRONTEND = REPO / "reference" / "frontend"
-BACKEND = REPO / "reference" / "backend"
 
 
 def chromium_args(server_name: str, address: str) -> list[str]:
@@ -106,11 +104,3 @@ def widget_page(script_origin: str, widget_id: str) -> str:
             f"<script src='{script_origin}/widget.js' data-widget-id='{widget_id}' defer></script>"
             "</body></html>")
 
-
-def migrate(owner_url: str) -> None:
-    """Apply reference/backend's migrations with its own CLI."""
-    result = subprocess.run([sys.executable, "-m", "aiplatform.migrate"], cwd=BACKEND,
-                            capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "MIGRATION_DATABASE_URL": owner_url})
-    if result.returncode != 0:
-        raise RuntimeError(f"migrate failed: {(result.stdout + result.stderr)[-2000:]}")

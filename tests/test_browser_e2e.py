@@ -1,7 +1,8 @@
 """In a real browser: headless Chromium drives the reference frontend on the sandbox.
 
 The sandbox (slot web) serves a real Vite build of reference/frontend and the
-reference backend on PostgreSQL. Chromium reaches it by its server name over
+reference backend on the sandbox's own PostgreSQL (`sandbox up`
+starts it, `deploy` migrates it). Chromium reaches it by its server name over
 TLS; third-party pages that embed the widget come from other origins (a small
 http.server on 127.0.0.132). Covered: the page and its lazy chunk load; sign
 up, open a dialog, send a message and see the agent's reply arrive over the
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,11 +21,9 @@ import httpx
 import pytest
 
 from tests.browser_support import (
-    BACKEND,
     CHROMIUM,
     build_frontend,
     chromium_args,
-    migrate,
     missing_browser,
     page_server,
     widget_page,
@@ -48,41 +46,11 @@ KNOWLEDGE = ("Delivery takes three days within the city and a week to the region
 QUESTION = "How many days does delivery take?"
 
 
-def _pg_cluster() -> Any:
-    """reference/backend/tests/pg_cluster.py: the one cluster starter."""
-    sys.path.insert(0, str(BACKEND / "tests"))
-    import pg_cluster
-
-    return pg_cluster
-
-
 @pytest.fixture(scope="module")
-def database() -> Iterator[str]:
-    """A migrated PostgreSQL for the sandbox's backend; yields its DATABASE_URL."""
-    pg = _pg_cluster()
-    with pg.running_cluster() as cluster:
-        urls = pg.provision(cluster, "aiplatform", owner=("ai_owner", secrets.token_hex(12)),
-                            app=("ai_app", secrets.token_hex(12)))
-        migrate(urls.owner)
-        yield urls.app
-
-
-@pytest.fixture(scope="module")
-def box(tmp_path_factory: pytest.TempPathFactory, database: str) -> Iterator[OpBox]:
-    """The web slot's sandbox, serving a real frontend build and a backend on ``database``."""
-    base = tmp_path_factory.mktemp("browser")
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpBox]:
+    """The web slot's sandbox (with its PostgreSQL, migrated by deploy) serving a real build."""
     dist = build_frontend(tmp_path_factory.mktemp("dist") / "dist")
-    # The backend reads DATABASE_URL and JWT_SECRET from the release's .env,
-    # which deploy writes from the secrets file; both instances must share the
-    # JWT secret, or a token signed by one is refused by the other.
-    secrets_file = base / ".adapto" / "secrets.env"
-    secrets_file.parent.mkdir(parents=True)
-    secrets_file.write_text(f"DATABASE_URL={database}\nJWT_SECRET={secrets.token_urlsafe(32)}\n")
-
-    def with_database(env: dict[str, Any]) -> None:
-        env["secrets"]["names"] = [*env["secrets"]["names"], "DATABASE_URL", "JWT_SECRET"]
-
-    with deployed_sandbox(base, SLOT, adjust=with_database, frontend_dist=dist) as sandbox:
+    with deployed_sandbox(tmp_path_factory.mktemp("browser"), SLOT, frontend_dist=dist) as sandbox:
         yield sandbox
 
 
