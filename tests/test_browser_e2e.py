@@ -90,11 +90,12 @@ def api(box: OpBox, method: str, path: str, token: str | None = None,
     return response.json() if response.content else None
 
 
-def signed_up_user(box: OpBox) -> tuple[str, str]:
+def signed_up_user(box: OpBox, email: str | None = None,
+                   password: str | None = None) -> tuple[str, str]:
     """A new user through the API: (access token, their first project's id)."""
-    email = f"owner-{secrets.token_hex(4)}@example.test"
-    session = api(box, "POST", "/api/auth/signup", body={"email": email,
-                                                        "password": secrets.token_urlsafe(12)})
+    email = email or f"owner-{secrets.token_hex(4)}@example.test"
+    session = api(box, "POST", "/api/auth/signup",
+                  body={"email": email, "password": password or secrets.token_urlsafe(12)})
     token = session["access_token"]
     project_id = api(box, "GET", "/api/projects", token)["items"][0]["id"]
     return token, project_id
@@ -148,6 +149,29 @@ def test_signup_dialog_and_reply_over_websocket(box: OpBox, page: Any) -> None:
     assert "three days" in reply.first.inner_text()
     assert navigations == []  # no reload, no navigation: the page was pushed the reply
     assert any('"role":"assistant"' in f.replace(" ", "") for f in frames), frames[-5:]
+
+
+def test_log_in_shows_dialogs_and_their_history(box: OpBox, page: Any) -> None:
+    email, password = f"back-{secrets.token_hex(4)}@example.test", secrets.token_urlsafe(12)
+    token, project_id = signed_up_user(box, email, password)
+    dialog = api(box, "POST", "/api/dialogs", token, {"project_id": project_id, "title": "Old one"})
+    api(box, "POST", f"/api/chat/{dialog['id']}/messages", token, {"content": "written earlier"})
+    page.goto(f"{SITE}/")
+    page.get_by_role("button", name="I have an account: log in").click()
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", "wrong password")
+    page.get_by_role("button", name="Log in", exact=True).click()
+    page.get_by_test_id("account-error").filter(has_text="invalid").wait_for()
+    page.fill("input[name=password]", password)
+    page.get_by_role("button", name="Log in", exact=True).click()
+    page.get_by_test_id("dialogs").get_by_role("button", name="Old one").click()
+    page.locator("[data-testid=messages] li").filter(has_text="written earlier").wait_for()
+    # A reload keeps the session (localStorage), and logging out forgets it.
+    page.reload()
+    page.get_by_test_id("user-email").filter(has_text=email).wait_for()
+    page.get_by_role("button", name="Log out").click()
+    page.get_by_test_id("account").wait_for()
+    assert page.evaluate("localStorage.getItem('adapto.session')") is None
 
 
 @pytest.fixture()
