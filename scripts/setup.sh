@@ -2,7 +2,7 @@
 # Installs what adapto, its tests and its sandbox need on a Debian machine,
 # skipping whatever is already there (a second run takes a few seconds).
 #   apt: nginx, openssh-server, ufw, logrotate, rsync, iproute2, procps, postgresql,
-#        nodejs/npm (if no node)
+#        chromium, nodejs/npm (if no node)
 #   npm: pm2      pip: adapto itself (editable) with its test extras
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +24,8 @@ command -v pgrep >/dev/null 2>&1 || need_apt+=(procps)
 # The reference backend's tests start their own PostgreSQL cluster from
 # Debian's server binaries (initdb/pg_ctl under /usr/lib/postgresql/N/bin).
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
+# The browser e2e tests drive Debian's headless Chromium with Playwright.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.e2e_support import REPO, SECRET, Cli, adapto, run_to_files, said
+from tests.e2e_support import REPO, SECRET, Cli, adapto, postgres_dir, run_to_files, said
 
 ENV = "op"
 HOST = "sandbox1"
@@ -147,14 +147,19 @@ def inventory_data(base: Path, slot: Slot) -> dict[str, Any]:
     env["health"] = {**(env.get("health") or {}), "instance_start_timeout_s": 20.0}
     secret_names = [n for n in env["secrets"]["names"] if n != SECRET] + [SECRET]
     env["secrets"] = {"names": secret_names, "file": str(base / ".adapto" / "secrets.env")}
+    env["sandbox"]["postgres_dir"] = postgres_dir(slot.address)
     data["environments"] = {ENV: env}
     return data
 
 
-def write_sources(base: Path) -> None:
+def write_sources(base: Path, frontend_dist: Path | None = None) -> None:
+    """The backend's sources, and ``frontend_dist`` (a real build) or a tiny fake one."""
     shutil.copytree(REPO / "reference" / "backend", base / "backend",
                     ignore=shutil.ignore_patterns(".venv", "__pycache__", "RELEASE",
                                                   "FAIL_HEALTH", "CRASH_ON_START"))
+    if frontend_dist is not None:
+        shutil.copytree(frontend_dist, base / "frontend" / "dist")
+        return
     assets = base / "frontend" / "dist" / "assets"
     assets.mkdir(parents=True)
     (assets / "index-op0001.js").write_text("document.title = 'adapto operate';\n")
@@ -166,12 +171,14 @@ def write_sources(base: Path) -> None:
 
 @contextlib.contextmanager
 def deployed_sandbox(base: Path, slot: Slot, *, deploy: bool = True,
-                     adjust: Callable[[dict[str, Any]], None] | None = None) -> Iterator[OpBox]:
+                     adjust: Callable[[dict[str, Any]], None] | None = None,
+                     frontend_dist: Path | None = None) -> Iterator[OpBox]:
     """A sandbox on ``slot`` with the reference app deployed; purged on exit.
 
-    ``adjust`` changes the environment's inventory data before anything is deployed.
+    ``adjust`` changes the environment's inventory data before anything is deployed;
+    ``frontend_dist`` is a real frontend build to deploy instead of the tiny fake one.
     """
-    write_sources(base)
+    write_sources(base, frontend_dist)
     box = OpBox(base, slot, inventory_data(base, slot))
     if adjust is not None:
         adjust(box.data["environments"][ENV])

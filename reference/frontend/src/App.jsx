@@ -1,9 +1,13 @@
 import { Component, Suspense, lazy, useCallback, useEffect, useState } from 'react';
+import Account from './Account.jsx';
+import { loadSession, saveSession } from './api.js';
 
 // Its own chunk, loaded after the first paint: a tab opened on an older build
 // fetches this file later, so a deploy must keep serving the old hashed
 // chunks for a while (adapto keeps earlier releases' assets for that).
 const LiveChannel = lazy(() => import('./LiveChannel.jsx'));
+// Only a signed-in visitor needs the dialogs screen: its own chunk too.
+const Workspace = lazy(() => import('./Workspace.jsx'));
 
 // Set at build time (VITE_RELEASE=... npm run build) to tell builds apart.
 const BUILD = import.meta.env.VITE_RELEASE || 'dev';
@@ -67,7 +71,7 @@ class ChunkBoundary extends Component {
     if (!this.state.failed) return this.props.children;
     return (
       <section className="card" data-testid="chunk-error">
-        <h2>Live channel</h2>
+        <h2>{this.props.title ?? 'Live channel'}</h2>
         <p className="error">This part of the page could not be loaded: the site was probably updated.</p>
         <button type="button" onClick={() => window.location.reload()}>
           Reload
@@ -77,7 +81,18 @@ class ChunkBoundary extends Component {
   }
 }
 
+function useSession() {
+  const [session, setSession] = useState(loadSession);
+  const change = useCallback((next) => {
+    saveSession(next);
+    setSession(next);
+  }, []);
+  const signOut = useCallback(() => change(null), [change]);
+  return [session, change, signOut];
+}
+
 export default function App() {
+  const [session, setSession, signOut] = useSession();
   return (
     <main>
       <header>
@@ -87,6 +102,15 @@ export default function App() {
         </p>
       </header>
       <HealthCard />
+      {session ? (
+        <ChunkBoundary title="Dialogs">
+          <Suspense fallback={<section className="card">Loading dialogs…</section>}>
+            <Workspace session={session} onSignOut={signOut} />
+          </Suspense>
+        </ChunkBoundary>
+      ) : (
+        <Account onSession={setSession} />
+      )}
       <ChunkBoundary>
         <Suspense fallback={<section className="card">Loading live channel…</section>}>
           <LiveChannel />
