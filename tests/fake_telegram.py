@@ -27,7 +27,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
-
 METHODS = ("sendMessage", "setWebhook", "getWebhookInfo", "deleteWebhook")
 
 
