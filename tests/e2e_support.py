@@ -17,6 +17,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "SUPABASE_ANON_KEY"
+# The sandbox's PostgreSQL runs as the postgres user, who cannot pass through pytest's
+# 0700 temporary folders: test clusters live here instead, one folder per address.
+POSTGRES_ROOT = "/var/tmp/adapto-e2e-pg"
+
+
+def postgres_dir(address: str) -> str:
+    """``sandbox.postgres_dir`` for a test sandbox whose first host is on ``address``."""
+    return f"{POSTGRES_ROOT}/{address}"
 
 Cli = subprocess.CompletedProcess[str]
 
@@ -50,7 +58,7 @@ def run_to_files(argv: list[str], env: dict[str, str], timeout: float,
 
 def cli_env() -> dict[str, str]:
     """This process's environment without the secret or inventory a developer may export."""
-    drop = {SECRET, "ADAPTO_INVENTORY", "ADAPTO_VERBOSE"}
+    drop = {SECRET, "ADAPTO_INVENTORY", "ADAPTO_VERBOSE", "DATABASE_URL", "MIGRATION_DATABASE_URL"}
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
