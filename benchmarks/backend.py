@@ -1,0 +1,159 @@
+"""Backend benchmark: the API through nginx over TLS at 64 connections, beside nginx's ceiling.
+
+Brings up its own deployed sandbox on 127.0.0.125 (SSH 2425, HTTP 8425,
+HTTPS 8525, backends 3425/3426, the sandbox's PostgreSQL on 127.0.0.125:5432)
+under a temporary folder with tests/operate_sandbox.py, and purges it at the
+end. Run as root, from the repository:
+
+    python3 benchmarks/backend.py                    # 10 s per scenario
+    python3 benchmarks/backend.py --seconds 20 --connections 64
+
+Setup through the API, as a user would: sign up (the project comes with the
+account), create dialogs and a few messages. Then, one after the other in the
+same run, each scenario flat out on 64 keep-alive TLS connections (handshakes
+before the clock, 1 s warm-up not counted), bounded by --seconds and
+--max-requests:
+
+- static:  nginx serving a static file (the ceiling: no proxy, no backend);
+- health:  GET /api/health (backend + a database round trip);
+- dialogs: GET /api/dialogs?limit=20 with a bearer token (JWT check, RLS query);
+- post:    POST /api/chat/<dialog>/messages (insert under RLS, NOTIFY, and the
+           agent's answer in the background).
+
+All load comes from one address, which nginx's limit_req would throttle; every
+request carries the environment's probe token (X-Adapto-Probe), which the
+rendered site exempts from the limits, as adapto's own probes are. Targets on
+2 cores: p99 < 50 ms for the reads (health, dialogs); 0 errors everywhere.
+Exit 0 once the figures are printed (1 with --strict on a MISS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import ssl
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks._rawload import Figures, Load, Scenario  # noqa: E402
+from tests.operate_sandbox import SERVER_NAME, OpBox, Slot, deployed_sandbox  # noqa: E402
+
+SLOT = Slot("127.0.0.125", 2425, 8425, 8525, (3425, 3426))
+READ_P99_TARGET_MS = 50.0
+STATIC_PATH = "/assets/index-op0001.js"  # written by tests/operate_sandbox.write_sources
+DIALOGS = 12
+
+
+def secrets(box: OpBox) -> dict[str, str]:
+    from adapto_ops.inventory.secrets import parse_dotenv
+
+    return parse_dotenv((box.base / ".adapto" / "secrets.env").read_text())
+
+
+def tls_context(box: OpBox) -> ssl.SSLContext:
+    """Verify the site's certificate with the sandbox's own CA, as a browser would."""
+    ca_file = box.data["environments"]["op"]["health"]["ca_file"].replace("{host}", "sandbox1")
+    return ssl.create_default_context(cafile=ca_file)
+
+
+def prepare(box: OpBox, probe: dict[str, str], tls: ssl.SSLContext) -> tuple[str, str]:
+    """Sign up, make dialogs with a few messages; (bearer token, a dialog id)."""
+    api = httpx.Client(base_url=f"https://{SLOT.address}:{SLOT.https_port}",
+                       headers={"Host": SERVER_NAME, **probe}, verify=tls, timeout=30,
+                       trust_env=False)
+    with api:
+        email = f"bench-{int(time.time())}@adapto.test"
+        signup = api.post("/api/auth/signup", json={"email": email,
+                                                    "password": "benchmark password 1"},
+                          extensions={"sni_hostname": SERVER_NAME})
+        if signup.status_code != 201:
+            raise SystemExit(f"signup failed: HTTP {signup.status_code} {signup.text[:200]}")
+        auth = {"Authorization": f"Bearer {signup.json()['access_token']}"}
+        project = api.get("/api/projects", headers=auth,
+                          extensions={"sni_hostname": SERVER_NAME}).json()["items"][0]["id"]
+        dialog = ""
+        for i in range(DIALOGS):
+            made = api.post("/api/dialogs", headers=auth, json={"project_id": project,
+                                                                "title": f"bench {i}"},
+                            extensions={"sni_hostname": SERVER_NAME})
+            if made.status_code != 201:
+                raise SystemExit(f"creating a dialog failed: HTTP {made.status_code} "
+                                 f"{made.text[:200]}")
+            dialog = made.json()["id"]
+        for i in range(3):
+            api.post(f"/api/chat/{dialog}/messages", headers=auth,
+                     json={"content": f"hello {i}"}, extensions={"sni_hostname": SERVER_NAME})
+        return auth["Authorization"], dialog
+
+
+def scenarios(bearer: str, dialog: str, probe: dict[str, str]) -> list[Scenario]:
+    body = json.dumps({"content": "How do I deploy the platform?"}).encode()
+    authed = {**probe, "Authorization": bearer}
+    return [
+        Scenario("static (nginx ceiling)", "GET", STATIC_PATH, headers=dict(probe)),
+        Scenario("GET /api/health", "GET", "/api/health", headers=dict(probe)),
+        Scenario("GET /api/dialogs (auth)", "GET", "/api/dialogs?limit=20", headers=authed),
+        Scenario("POST message (auth)", "POST", f"/api/chat/{dialog}/messages", expect=201,
+                 headers={**authed, "Content-Type": "application/json"}, body=body),
+    ]
+
+
+def verdict(figures: Figures, read: bool) -> str:
+    misses = []
+    if figures.failed:
+        misses.append("errors")
+    if read and figures.percentile_ms(99) >= READ_P99_TARGET_MS:
+        misses.append(f"p99 >= {READ_P99_TARGET_MS:.0f} ms")
+    return "MISS: " + ", ".join(misses) if misses else "ok"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=10.0, help="per scenario")
+    parser.add_argument("--max-requests", type=int, default=200_000, help="per scenario")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    args = parser.parse_args()
+    results: list[tuple[Figures, bool]] = []
+    with tempfile.TemporaryDirectory(prefix="adapto-bench-backend-") as tmp, \
+            deployed_sandbox(Path(tmp), SLOT) as box:
+        probe = {"X-Adapto-Probe": secrets(box)["ADAPTO_PROBE_TOKEN"]}
+        tls = tls_context(box)
+        bearer, dialog = prepare(box, probe, tls)
+        load = Load(SLOT.address, SLOT.https_port, SERVER_NAME, tls)
+        for scenario in scenarios(bearer, dialog, probe):
+            figures = load.run(scenario, connections=args.connections, seconds=args.seconds,
+                               max_requests=args.max_requests)
+            results.append((figures, scenario.method == "GET" and "/api/" in scenario.path))
+            print(f"  {scenario.label}: {figures.total} requests in {figures.duration_s:.1f} s",
+                  file=sys.stderr, flush=True)
+    cores = os.cpu_count()
+    print(f"\nthrough nginx over TLS, {args.connections} keep-alive connections, closed loop, "
+          f"{args.seconds:.0f} s per scenario, {cores} cores (the generator shares them)")
+    print(f"{'scenario':<26} {'requests':>8} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'max ms':>7} {'errors':>6} {'gen cpu':>7}  verdict")
+    strict_fail = False
+    for figures, read in results:
+        v = verdict(figures, read)
+        strict_fail |= v != "ok"
+        errors = ", ".join(f"{k}: {n}" for k, n in figures.errors.most_common())
+        gen = 100 * figures.cpu_s / (figures.duration_s + 1.0)  # warm-up second included
+        print(f"{figures.label:<26} {figures.total:>8} {figures.rps:>8.0f} "
+              f"{figures.percentile_ms(50):>7.1f} {figures.percentile_ms(99):>7.1f} "
+              f"{max(figures.latencies_ms, default=0):>7.1f} {figures.failed:>6} "
+              f"{gen:>6.0f}%  {v}{' (' + errors + ')' if errors else ''}")
+    print(f"\ntargets: p99 < {READ_P99_TARGET_MS:.0f} ms for the reads (health, dialogs); "
+          "0 errors everywhere")
+    return 1 if args.strict and strict_fail else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
