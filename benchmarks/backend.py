@@ -123,6 +123,7 @@ def main() -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
     results: list[tuple[Figures, bool]] = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="adapto-bench-backend-") as tmp, \
             deployed_sandbox(Path(tmp), SLOT) as box:
         probe = {"X-Adapto-Probe": secrets(box)["ADAPTO_PROBE_TOKEN"]}
@@ -136,7 +137,10 @@ def main() -> int:
             print(f"  {scenario.label}: {figures.total} requests in {figures.duration_s:.1f} s",
                   file=sys.stderr, flush=True)
     cores = os.cpu_count()
-    print(f"\nthrough nginx over TLS, {args.connections} keep-alive connections, closed loop, "
+    load_after = os.getloadavg()
+    print(f"\nload average (1 min) before {load_before[0]:.1f}, after {load_after[0]:.1f}: "
+          "anything else running on the machine shows in these figures")
+    print(f"through nginx over TLS, {args.connections} keep-alive connections, closed loop, "
           f"{args.seconds:.0f} s per scenario, {cores} cores (the generator shares them)")
     print(f"{'scenario':<26} {'requests':>8} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
           f"{'max ms':>7} {'errors':>6} {'gen cpu':>7}  verdict")
