@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import resource
 import ssl
 import time
@@ -106,14 +107,22 @@ class Load:
 
     async def _worker(self, scenario: Scenario, figures: Figures,
                       stream: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-                      measure_from: float, deadline: float, max_requests: int) -> None:
+                      measure_from: float, deadline: float, max_requests: int,
+                      interval: float) -> None:
         request = scenario.request(self.server_name)
         reader, writer = stream
+        next_at = time.perf_counter() + interval * random.random()  # staggered when paced
         try:
             while time.perf_counter() < deadline:
                 if figures.total >= max_requests:
                     figures.capped = "requests"
                     return
+                if interval:
+                    # Paced, closed loop: a slow answer delays this connection, never a burst.
+                    now = time.perf_counter()
+                    if next_at > now:
+                        await asyncio.sleep(next_at - now)
+                    next_at = max(next_at + interval, time.perf_counter())
                 sent = time.perf_counter()
                 try:
                     writer.write(request)
@@ -133,7 +142,7 @@ class Load:
             writer.close()
 
     async def _run(self, scenario: Scenario, connections: int, seconds: float,
-                   max_requests: int, warmup_s: float) -> Figures:
+                   max_requests: int, warmup_s: float, rate: float | None) -> Figures:
         figures = Figures(scenario.label, connections)
         # Every TLS handshake is done before the clock starts: a browser's connection is
         # long-lived, and 64 handshakes would otherwise sit in the first requests' latency.
@@ -142,8 +151,9 @@ class Load:
         deadline = measure_from + seconds
         await asyncio.sleep(0)
         cpu0 = _cpu_s()
+        interval = connections / rate if rate else 0.0
         await asyncio.gather(*(self._worker(scenario, figures, stream, measure_from, deadline,
-                                            max_requests) for stream in streams))
+                                            max_requests, interval) for stream in streams))
         figures.duration_s = time.perf_counter() - measure_from
         figures.cpu_s = _cpu_s() - cpu0
         if not figures.capped:
@@ -151,6 +161,9 @@ class Load:
         return figures
 
     def run(self, scenario: Scenario, *, connections: int = 64, seconds: float = 10.0,
-            max_requests: int = 100_000, warmup_s: float = 1.0) -> Figures:
-        """Load ``scenario`` flat out on ``connections`` connections; bounded in time and count."""
-        return asyncio.run(self._run(scenario, connections, seconds, max_requests, warmup_s))
+            max_requests: int = 100_000, warmup_s: float = 1.0,
+            rate: float | None = None) -> Figures:
+        """Load ``scenario`` on ``connections`` connections, flat out or at ``rate`` req/s in
+        total; bounded in time and count."""
+        return asyncio.run(self._run(scenario, connections, seconds, max_requests, warmup_s,
+                                     rate))

@@ -7,6 +7,7 @@ end. Run as root, from the repository:
 
     python3 benchmarks/backend.py                    # 10 s per scenario
     python3 benchmarks/backend.py --seconds 20 --connections 64
+    python3 benchmarks/backend.py --rate 100         # latency at a given load, not capacity
 
 Setup through the API, as a user would: sign up (the project comes with the
 account), create dialogs and a few messages. Then, one after the other in the
@@ -120,6 +121,8 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10.0, help="per scenario")
     parser.add_argument("--max-requests", type=int, default=200_000, help="per scenario")
+    parser.add_argument("--rate", type=float, default=None, metavar="R",
+                        help="pace each scenario at R req/s in total (default: flat out)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
     results: list[tuple[Figures, bool]] = []
@@ -132,7 +135,7 @@ def main() -> int:
         load = Load(SLOT.address, SLOT.https_port, SERVER_NAME, tls)
         for scenario in scenarios(bearer, dialog, probe):
             figures = load.run(scenario, connections=args.connections, seconds=args.seconds,
-                               max_requests=args.max_requests)
+                               max_requests=args.max_requests, rate=args.rate)
             results.append((figures, scenario.method == "GET" and "/api/" in scenario.path))
             print(f"  {scenario.label}: {figures.total} requests in {figures.duration_s:.1f} s",
                   file=sys.stderr, flush=True)
@@ -140,7 +143,9 @@ def main() -> int:
     load_after = os.getloadavg()
     print(f"\nload average (1 min) before {load_before[0]:.1f}, after {load_after[0]:.1f}: "
           "anything else running on the machine shows in these figures")
-    print(f"through nginx over TLS, {args.connections} keep-alive connections, closed loop, "
+    pace = f"paced at {args.rate:.0f} req/s" if args.rate else "flat out"
+    print(f"through nginx over TLS, {args.connections} keep-alive connections, closed loop "
+          f"{pace}, "
           f"{args.seconds:.0f} s per scenario, {cores} cores (the generator shares them)")
     print(f"{'scenario':<26} {'requests':>8} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
           f"{'max ms':>7} {'errors':>6} {'gen cpu':>7}  verdict")
