@@ -77,8 +77,8 @@ def _cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def _read_answer(reader: asyncio.StreamReader) -> int:
-    """Read one response; its status code."""
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """Read one response; its status code and whether the server closes the connection."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ", 2)[1])
@@ -92,7 +92,7 @@ async def _read_answer(reader: asyncio.StreamReader) -> int:
             await reader.readexactly(size + 2)
             if size == 0:
                 break
-    return status
+    return status, headers.get("connection", "").lower() == "close"
 
 
 class Load:
@@ -126,8 +126,11 @@ class Load:
                 sent = time.perf_counter()
                 try:
                     writer.write(request)
-                    status = await _read_answer(reader)
+                    status, closing = await _read_answer(reader)
                     kind = "" if status == scenario.expect else f"HTTP {status}"
+                    if closing:  # nginx's keepalive_requests (1000) reached: reconnect
+                        writer.close()
+                        reader, writer = await self._connect()
                 except (OSError, asyncio.IncompleteReadError, ValueError, ssl.SSLError) as exc:
                     kind = type(exc).__name__
                     writer.close()
