@@ -53,6 +53,36 @@ STATIC_PATH = "/assets/index-op0001.js"  # written by tests/operate_sandbox.writ
 DIALOGS = 12
 
 
+TICK_S = 1 / os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds used) of a process, None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[1]), (int(fields[11]) + int(fields[12])) * TICK_S
+
+
+def tree_cpu_s(roots: list[int]) -> float:
+    """CPU seconds of ``roots`` and their children (nginx workers, PostgreSQL backends)."""
+    parents = {int(d): st[0] for d in os.listdir("/proc") if d.isdigit()
+               if (st := _stat(int(d))) is not None}
+    members = set(roots) | {pid for pid, parent in parents.items() if parent in roots}
+    return sum(st[1] for pid in members if (st := _stat(pid)) is not None)
+
+
+def server_processes(box: OpBox) -> dict[str, list[int]]:
+    """The process trees serving the site: backend instances, nginx, PostgreSQL."""
+    from tests.e2e_support import postgres_dir
+
+    postmaster = Path(postgres_dir(SLOT.address)) / "data" / "postmaster.pid"
+    return {"backend": [a["pid"] for a in box.pm2_apps().values()],
+            "nginx": [pid] if (pid := box.nginx_pid()) else [],
+            "postgres": [int(postmaster.read_text().split()[0])] if postmaster.is_file() else []}
+
+
 def secrets(box: OpBox) -> dict[str, str]:
     from adapto_ops.inventory.secrets import parse_dotenv
 
@@ -125,7 +155,7 @@ def main() -> int:
                         help="pace each scenario at R req/s in total (default: flat out)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
-    results: list[tuple[Figures, bool]] = []
+    results: list[tuple[Figures, bool, dict[str, float]]] = []
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="adapto-bench-backend-") as tmp, \
             deployed_sandbox(Path(tmp), SLOT) as box:
@@ -133,10 +163,16 @@ def main() -> int:
         tls = tls_context(box)
         bearer, dialog = prepare(box, probe, tls)
         load = Load(SLOT.address, SLOT.https_port, SERVER_NAME, tls)
+        trees = server_processes(box)
         for scenario in scenarios(bearer, dialog, probe):
+            before = {name: tree_cpu_s(pids) for name, pids in trees.items()}
             figures = load.run(scenario, connections=args.connections, seconds=args.seconds,
                                max_requests=args.max_requests, rate=args.rate)
-            results.append((figures, scenario.method == "GET" and "/api/" in scenario.path))
+            # Server CPU per request (warm-up second included, so a little high): what the
+            # figures would be on an idle machine, independent of other load on it.
+            used = {name: (tree_cpu_s(pids) - before[name]) * 1000 / max(1, figures.total)
+                    for name, pids in trees.items()}
+            results.append((figures, scenario.method == "GET" and "/api/" in scenario.path, used))
             print(f"  {scenario.label}: {figures.total} requests in {figures.duration_s:.1f} s",
                   file=sys.stderr, flush=True)
     cores = os.cpu_count()
@@ -150,7 +186,7 @@ def main() -> int:
     print(f"{'scenario':<26} {'requests':>8} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
           f"{'max ms':>7} {'errors':>6} {'gen cpu':>7}  verdict")
     strict_fail = False
-    for figures, read in results:
+    for figures, read, _ in results:
         v = verdict(figures, read)
         strict_fail |= v != "ok"
         errors = ", ".join(f"{k}: {n}" for k, n in figures.errors.most_common())
@@ -159,6 +195,10 @@ def main() -> int:
               f"{figures.percentile_ms(50):>7.1f} {figures.percentile_ms(99):>7.1f} "
               f"{max(figures.latencies_ms, default=0):>7.1f} {figures.failed:>6} "
               f"{gen:>6.0f}%  {v}{' (' + errors + ')' if errors else ''}")
+    print("\nserver CPU per request (ms; backend = both instances, nginx = master + workers, "
+          "postgres = all its processes):")
+    for figures, _, used in results:
+        print(f"  {figures.label:<26} " + "  ".join(f"{k} {v:5.2f}" for k, v in used.items()))
     print(f"\ntargets: p99 < {READ_P99_TARGET_MS:.0f} ms for the reads (health, dialogs); "
           "0 errors everywhere")
     return 1 if args.strict and strict_fail else 0
