@@ -8,6 +8,7 @@ end. Run as root, from the repository:
     python3 benchmarks/backend.py                    # 10 s per scenario
     python3 benchmarks/backend.py --seconds 20 --connections 64
     python3 benchmarks/backend.py --rate 100         # latency at a given load, not capacity
+    python3 benchmarks/backend.py --fast-server      # uvicorn with uvloop + httptools
 
 Setup through the API, as a user would: sign up (the project comes with the
 account), create dialogs and a few messages. Then, one after the other in the
@@ -37,7 +38,9 @@ import ssl
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -51,6 +54,7 @@ SLOT = Slot("127.0.0.125", 2425, 8425, 8525, (3425, 3426))
 READ_P99_TARGET_MS = 50.0
 STATIC_PATH = "/assets/index-op0001.js"  # written by tests/operate_sandbox.write_sources
 DIALOGS = 12
+FAST_SERVER = "uvloop==0.23.0\nhttptools==0.9.0\n"
 
 
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
@@ -137,6 +141,16 @@ def scenarios(bearer: str, dialog: str, probe: dict[str, str]) -> list[Scenario]
     ]
 
 
+def faster_server(base: Path) -> Callable[[dict[str, Any]], None]:
+    """An `adjust` that gives the sandbox's copy of the backend uvloop and httptools."""
+
+    def adjust(env: dict[str, Any]) -> None:
+        requirements = base / "backend" / "requirements.txt"  # the copy write_sources made
+        requirements.write_text(requirements.read_text() + FAST_SERVER)
+
+    return adjust
+
+
 def verdict(figures: Figures, read: bool) -> str:
     misses = []
     if figures.failed:
@@ -153,12 +167,16 @@ def main() -> int:
     parser.add_argument("--max-requests", type=int, default=200_000, help="per scenario")
     parser.add_argument("--rate", type=float, default=None, metavar="R",
                         help="pace each scenario at R req/s in total (default: flat out)")
+    parser.add_argument("--fast-server", action="store_true",
+                        help="add uvloop and httptools to the sandbox copy's requirements "
+                             "(uvicorn uses them when installed); the repository is unchanged")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
     results: list[tuple[Figures, bool, dict[str, float]]] = []
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="adapto-bench-backend-") as tmp, \
-            deployed_sandbox(Path(tmp), SLOT) as box:
+            deployed_sandbox(Path(tmp), SLOT,
+                             adjust=faster_server(Path(tmp)) if args.fast_server else None) as box:
         probe = {"X-Adapto-Probe": secrets(box)["ADAPTO_PROBE_TOKEN"]}
         tls = tls_context(box)
         bearer, dialog = prepare(box, probe, tls)
@@ -180,8 +198,9 @@ def main() -> int:
     print(f"\nload average (1 min) before {load_before[0]:.1f}, after {load_after[0]:.1f}: "
           "anything else running on the machine shows in these figures")
     pace = f"paced at {args.rate:.0f} req/s" if args.rate else "flat out"
-    print(f"through nginx over TLS, {args.connections} keep-alive connections, closed loop "
-          f"{pace}, "
+    server = "uvicorn + uvloop + httptools" if args.fast_server else "plain uvicorn (h11)"
+    print(f"through nginx over TLS to {server}, {args.connections} keep-alive connections, "
+          f"closed loop {pace}, "
           f"{args.seconds:.0f} s per scenario, {cores} cores (the generator shares them)")
     print(f"{'scenario':<26} {'requests':>8} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
           f"{'max ms':>7} {'errors':>6} {'gen cpu':>7}  verdict")
