@@ -527,6 +527,87 @@ def monitor_uninstall(
     run(body)
 
 
+# --- telegram ------------------------------------------------------------------
+
+telegram_app = typer.Typer(
+    help="The platform's Telegram bot. Example: adapto telegram webhook info -e production",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+webhook_app = typer.Typer(
+    help=(
+        "The bot's webhook: where Telegram posts updates (https://<site>/api/telegram/bot/"
+        "webhook). Example: adapto telegram webhook set -e production"
+    ),
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(telegram_app, name="telegram")
+telegram_app.add_typer(webhook_app, name="webhook")
+DropPendingOpt = Annotated[
+    bool, typer.Option("--drop-pending-updates",
+                       help="also discard the updates Telegram has not delivered yet")
+]
+TelegramJsonOpt = Annotated[bool, typer.Option("--json", help="one JSON object")]
+
+
+def _webhook(action: str, inventory: str | None, env: str, as_json: bool,
+             drop_pending_updates: bool = False) -> None:
+    def body() -> None:
+        from adapto_ops.procedures.telegram import run_webhook
+
+        _exit_with(run_webhook(inventory=inventory, env_name=env, action=action,
+                               as_json=as_json, drop_pending_updates=drop_pending_updates))
+
+    run(body)
+
+
+@webhook_app.command("set")
+def telegram_webhook_set(
+    env: EnvOpt = ...,  # type: ignore[assignment]
+    inventory: InventoryOpt = None,
+    drop_pending_updates: DropPendingOpt = False,
+    json_output: TelegramJsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Register the webhook URL the inventory gives, with its secret token and allowed_updates.
+
+    Example: adapto telegram webhook set -e production
+    """
+    _webhook("set", inventory, env, json_output, drop_pending_updates)
+
+
+@webhook_app.command("info")
+def telegram_webhook_info(
+    env: EnvOpt = ...,  # type: ignore[assignment]
+    inventory: InventoryOpt = None,
+    json_output: TelegramJsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Show getWebhookInfo: URL, pending updates, last error and its age, warnings.
+
+    Example: adapto telegram webhook info -e production --json
+    """
+    _webhook("info", inventory, env, json_output)
+
+
+@webhook_app.command("delete")
+def telegram_webhook_delete(
+    env: EnvOpt = ...,  # type: ignore[assignment]
+    inventory: InventoryOpt = None,
+    drop_pending_updates: DropPendingOpt = False,
+    json_output: TelegramJsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Remove the webhook (Telegram then keeps updates for getUpdates).
+
+    Example: adapto telegram webhook delete -e production
+    """
+    _webhook("delete", inventory, env, json_output, drop_pending_updates)
+
+
 # --- sandbox -------------------------------------------------------------------
 
 db_app = typer.Typer(

@@ -39,11 +39,14 @@ const run = cp.spawnSync('sh', ['-c', command], {stdio: 'inherit', env});
 process.exit(run.status === null ? 1 : run.status);
 """
 
+# One line: a dry run prints the command, and twenty lines of script would drown it.
+_ONE_LINE_JS = " ".join(line.strip() for line in WITH_ENV_JS.strip().splitlines())
+
 
 def migrate(backend_dir: str, env_file: str, command: str, *, status: bool = False) -> str:
     """``command`` (``--status`` appended with ``status``) in ``backend_dir`` with ``env_file``."""
     full = f"{command} --status" if status else command
-    return f"cd {q(backend_dir)} && node -e {q(WITH_ENV_JS)} {q(env_file)} {q(full)}"
+    return f"cd {q(backend_dir)} && node -e {q(_ONE_LINE_JS)} {q(env_file)} {q(full)}"
 
 
 def parse_status(stdout: str) -> tuple[list[str], int | None]:

@@ -391,6 +391,16 @@ def _environment_problems(at: Loc, env: Environment) -> list[Problem]:
                     f"{token} is the probe token but not a secret",
                     f"add {token} to secrets.names")
         )
+    if "telegram" in env.model_fields_set:
+        # A `telegram:` section means the bot is run from here: both its secrets must exist.
+        for field in ("token_secret", "webhook_secret"):
+            name = getattr(env.telegram, field)
+            if name not in env.secrets.names:
+                problems.append(
+                    Problem(at + ("telegram", field),
+                            f"{name} is the bot's {field.replace('_', ' ')} but not a secret",
+                            f"add {name} to secrets.names")
+                )
     if env.health.disk_fail_percent > env.health.disk_warn_percent:
         problems.append(
             Problem(at + ("health", "disk_fail_percent"),

@@ -414,6 +414,36 @@ class Monitor(Strict):
     python: Annotated[str, Field(pattern=r"^[A-Za-z0-9_./+-]+$")] = "python3"
 
 
+TELEGRAM_UPDATE_TYPES = Literal[
+    "message", "edited_message", "channel_post", "edited_channel_post", "business_connection",
+    "business_message", "edited_business_message", "deleted_business_messages",
+    "message_reaction", "message_reaction_count", "inline_query", "chosen_inline_result",
+    "callback_query", "shipping_query", "pre_checkout_query", "purchased_paid_media", "poll",
+    "poll_answer", "my_chat_member", "chat_member", "chat_join_request", "chat_boost",
+    "removed_chat_boost",
+]
+
+
+class Telegram(Strict):
+    """The platform's bot: where its Bot API is and how `adapto telegram webhook` registers it.
+
+    Secret *names* only: the bot token and the webhook's secret token come like all secrets.
+    """
+
+    api_base: Annotated[str, AfterValidator(_http_url)] = "https://api.telegram.org"
+    token_secret: EnvVarName = "TELEGRAM_BOT_TOKEN"
+    # Sent by Telegram as X-Telegram-Bot-Api-Secret-Token; the backend checks it.
+    webhook_secret: EnvVarName = "TELEGRAM_WEBHOOK_SECRET"
+    # Where nginx passes it to the backend (the URL is https://<canonical name>[:port]<path>).
+    webhook_path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9/_.-]*$")] = (
+        "/api/telegram/bot/webhook")
+    # What the bot reacts to; the backend answers messages only.
+    allowed_updates: Annotated[list[TELEGRAM_UPDATE_TYPES], AfterValidator(_unique)] = [
+        "message"]
+    max_connections: Annotated[int, Field(ge=1, le=100)] | None = None
+    timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+
+
 class Sandbox(Strict):
     """Marks an environment as a local rehearsal made by `adapto sandbox up`."""
 
@@ -439,6 +469,7 @@ class Environment(Strict):
     health: Health = Health()
     secrets: Secrets = Secrets()
     monitor: Monitor = Monitor()
+    telegram: Telegram = Telegram()
     sandbox: Sandbox | None = None
 
     @model_validator(mode="after")

@@ -1,0 +1,1 @@
+"""The platform's Telegram bot as adapto manages it: its webhook over the Bot API."""
