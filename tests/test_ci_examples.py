@@ -30,7 +30,7 @@ EXAMPLES = REPO / "examples" / "ci"
 GITHUB, GITLAB = EXAMPLES / "github-actions.yml", EXAMPLES / "gitlab-ci.yml"
 # Shares the status module's slot: pytest runs modules one after the other, and each
 # module's sandbox is purged before the next one starts.
-SLOT = Slot("127.0.0.91", 2391, 8391, 8491, (3391, 3392))
+SLOT = Slot("127.0.0.95", 2395, 8395, 8495, (3395, 3396))
 
 
 def load(path: Path) -> dict[Any, Any]:
