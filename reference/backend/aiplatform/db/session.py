@@ -3,16 +3,22 @@
 One transaction per use: ``role`` and ``request.jwt.claims`` are set LOCAL
 (``set_config(..., true)``), so they vanish at COMMIT/ROLLBACK and a pooled
 connection never carries one user's identity into the next request.
+
+BEGIN and the identity travel in ONE round trip (a simple-protocol query of
+two statements, the values quoted as literals): a request pays BEGIN+identity,
+its queries, COMMIT, instead of BEGIN, identity, queries, COMMIT.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from psycopg import AsyncConnection
+import psycopg
+from psycopg import AsyncConnection, sql
 
 from aiplatform.db import pool
 
@@ -20,8 +26,8 @@ from aiplatform.db import pool
 # role switch, so anything else (a forged claim) is refused before SQL.
 DATABASE_ROLES = frozenset({"anon", "authenticated", "service_role"})
 
-_SET_IDENTITY = (
-    "select set_config('role', %s, true), set_config('request.jwt.claims', %s, true)"
+_BEGIN_AS = sql.SQL(
+    "begin; select set_config('role', {}, true), set_config('request.jwt.claims', {}, true)"
 )
 
 
@@ -36,9 +42,20 @@ async def as_user(claims: Mapping[str, Any] | None) -> AsyncIterator[AsyncConnec
     role = claims.get("role")
     if role not in DATABASE_ROLES:
         raise PermissionError(f"role {role!r} is not a database role")
-    async with pool.get().connection() as conn, conn.transaction():
-        await conn.execute(_SET_IDENTITY, (role, json.dumps(claims, separators=(",", ":"))))
-        yield conn
+    identity = _BEGIN_AS.format(sql.Literal(role),
+                                sql.Literal(json.dumps(claims, separators=(",", ":"))))
+    async with pool.get().connection() as conn:
+        # No parameters: psycopg sends it with the simple protocol, both statements at once.
+        await conn.execute(identity)
+        try:
+            yield conn
+        except BaseException:
+            # A broken connection cannot roll back: the pool discards it, the
+            # request's own error is what the caller must see.
+            with contextlib.suppress(psycopg.Error):
+                await conn.rollback()
+            raise
+        await conn.commit()
 
 
 @asynccontextmanager
