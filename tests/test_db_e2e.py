@@ -143,6 +143,53 @@ def test_the_first_deploy_migrated_and_health_says_database_ok(box: OpBox) -> No
     assert status["release"] == current(box)
 
 
+def test_a_message_posted_through_one_instance_reaches_a_websocket_on_the_other(
+        box: OpBox) -> None:
+    """Two instances behind nginx: LISTEN/NOTIFY carries a message across them."""
+    import socket
+    import ssl
+
+    from websockets.sync.client import connect
+
+    from tests.operate_sandbox import SERVER_NAME
+
+    api = httpx.Client(base_url=box.url(""), headers={"Host": SERVER_NAME}, verify=False,
+                       timeout=15, trust_env=False)
+    session = api.post("/api/auth/signup", json={"email": "ws@adapto.test",
+                                                 "password": "correct horse battery"})
+    assert session.status_code == 201, session.text[:300]
+    bearer = {"Authorization": f"Bearer {session.json()['access_token']}"}
+    project = api.get("/api/projects", headers=bearer).json()["items"][0]["id"]
+    dialog = api.post("/api/dialogs", headers=bearer,
+                      json={"project_id": project, "title": "across instances"})
+    assert dialog.status_code == 201, dialog.text[:300]
+    dialog_id = dialog.json()["id"]
+
+    # The WebSocket goes through nginx over TLS; hello names the instance it reached.
+    raw = socket.create_connection((SLOT.address, SLOT.https_port), timeout=10)
+    tls = ssl.create_default_context()
+    tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+    with connect(f"wss://{SERVER_NAME}:{SLOT.https_port}/ws", sock=raw, ssl=tls,
+                 server_hostname=SERVER_NAME, open_timeout=10) as ws:
+        hello = json.loads(ws.recv(timeout=10))
+        assert hello["type"] == "hello", hello
+        reached = int(str(hello["instance"]).rsplit("-", 1)[1])
+        other = next(p for p in SLOT.ports if p != reached)
+        ws.send(json.dumps({"type": "auth", "token": session.json()["access_token"]}))
+        assert json.loads(ws.recv(timeout=10))["type"] == "auth_ok"
+        # Posted straight to the OTHER instance's own port, not through nginx.
+        posted = httpx.post(f"http://{SLOT.address}:{other}/api/chat/{dialog_id}/messages",
+                            headers=bearer, json={"content": "hello from the other side"},
+                            timeout=15, trust_env=False)
+        assert posted.status_code == 201, posted.text[:300]
+        while True:
+            pushed = json.loads(ws.recv(timeout=10))
+            if pushed.get("type") == "message":
+                break
+        assert pushed["message"]["content"] == "hello from the other side"
+        assert pushed["message"]["dialog_id"] == dialog_id
+
+
 def test_a_new_migration_is_applied_by_the_next_deploy(box: OpBox) -> None:
     write_migration(box, "0004_deploy_notes.sql", (
         "CREATE TABLE public.deploy_notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
