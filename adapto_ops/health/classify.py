@@ -135,7 +135,7 @@ class NextCommands:
         table = {
             "500": "recover backend",
             "process": "recover nginx" if component.startswith("nginx") else "recover backend",
-            "database": "logs backend",
+            "database": "recover database",
             "authentication": "logs backend",
             "slow": "logs backend",
             "404": "logs nginx-error",
