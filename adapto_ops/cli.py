@@ -551,7 +551,7 @@ SandboxHostsOpt = Annotated[
 def _sandbox(action: str, inventory: str | None, env: str, hosts: int | None,
              purge: bool = False) -> None:
     def body() -> None:
-        from adapto_ops.sandbox import run_sandbox
+        from adapto_ops.procedures.sandbox import run_sandbox
 
         code = run_sandbox(action, inventory, env, hosts, purge=purge)
         if code:

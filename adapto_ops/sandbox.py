@@ -23,12 +23,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from adapto_ops import sandbox_postgres as spg
 from adapto_ops.errors import AdaptoError, InventoryError, OperationFailed
 from adapto_ops.inventory.hosts import for_host
-from adapto_ops.inventory.loader import LoadedInventory, inventory_path, load_inventory
+from adapto_ops.inventory.loader import LoadedInventory
 from adapto_ops.inventory.model import Environment, Host
 from adapto_ops.inventory.secrets import parse_dotenv
-from adapto_ops.output import console
 from adapto_ops.sandbox_files import (
     INSTALL,
     MARKER,
@@ -38,7 +38,6 @@ from adapto_ops.sandbox_files import (
     ToolMissing,
     check_bindable,
     find_tool,
-    host_status,
     known_hosts_line,
     nginx_argv,
     nginx_pid,
@@ -296,11 +295,15 @@ def _up_pm2(sh: SandboxHost, pm2: str, node: str) -> bool:
     return True
 
 
-def up_host(sh: SandboxHost, tools: dict[str, str], client_pub: str) -> str:
+def up_host(sh: SandboxHost, tools: dict[str, str], client_pub: str,
+            secrets_file: Path | None = None) -> str:
     """Bring one host up; return what happened, for the table's state column."""
     _ensure_dirs(sh)
+    # The database first: the PM2 daemon resurrects apps that connect to it.
+    database = spg.holds_database(sh) and spg.up_database(sh, secrets_file)
     started = [
         name for name, did in (
+            ("postgres", database),
             ("sshd", _up_sshd(sh, tools["ssh-keygen"], client_pub)),
             ("nginx", _up_nginx(sh, tools["nginx"])),
             ("pm2", _up_pm2(sh, tools["pm2"], tools["node"])),
@@ -329,10 +332,12 @@ def up(
         for sh in hosts if sh.env.secrets.file
     }
     for path, names in secrets_files.items():
-        added = ensure_secrets(path, names)
+        # The database URLs are written by the cluster's host below, never made up.
+        added = ensure_secrets(path, [n for n in names if n not in spg.DATABASE_SECRETS])
         if added and notes is not None:
             notes.append(f"generated random {', '.join(added)} in {path}")
-    return _each(hosts, lambda sh: up_host(sh, tools, pubs[sh.client_key]))
+    return _each(hosts, lambda sh: up_host(sh, tools, pubs[sh.client_key], loaded.resolve(
+        sh.env.secrets.file) if sh.env.secrets.file else None))
 
 
 def _each(
@@ -367,6 +372,9 @@ def down_host(sh: SandboxHost, purge: bool) -> str:
             _run([pm2, "kill"], pm2_env(sh, node))  # stops the apps, then the daemon
         _stop(sh, pm2_pid, STOP_GRACE_S)
         stopped.append("pm2")
+    database, removed = spg.down_database(sh, purge) if spg.holds_database(sh) else (False, [])
+    if database:
+        stopped.append("postgres")
     if pid := nginx_pid(sh):
         nginx = shutil.which(sh.env.nginx.binary, path=search)
         if not nginx or _run(nginx_argv(sh, nginx, "-s", "quit"))[0] != 0:
@@ -379,9 +387,10 @@ def down_host(sh: SandboxHost, purge: bool) -> str:
         stopped.append("sshd")
     state = f"down (stopped {', '.join(stopped)})" if stopped else "down (was not running)"
     if purge:
-        removed = purge_targets(sh)
-        for path in removed:
+        targets = purge_targets(sh)
+        for path in targets:
             shutil.rmtree(path)
+        removed += targets
         state += f"; removed {', '.join(map(str, removed)) or 'nothing'}"
     return state
 
@@ -389,49 +398,6 @@ def down_host(sh: SandboxHost, purge: bool) -> str:
 def down(loaded: LoadedInventory, env_name: str, count: int | None = None,
          purge: bool = False) -> list[tuple[SandboxHost, str]]:
     return _each(sandbox_hosts(loaded, env_name, count), lambda sh: down_host(sh, purge))
-
-
-# --- the CLI's bodies ----------------------------------------------------------------
-
-
-def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold", no_wrap=column in ("host", "ssh"))
-    for row in rows:
-        table.add_row(*row)
-    console().print(table)
-
-
-def run_sandbox(action: str, inventory: str | None, env_name: str, count: int | None,
-                purge: bool = False) -> int:
-    """`adapto sandbox up|down|status`: act, print a table per host, return the exit code."""
-    loaded = load_inventory(inventory_path(inventory))
-    if action == "status":
-        states = [host_status(sh) for sh in sandbox_hosts(loaded, env_name, count)]
-        mark = {True: "up", False: "DOWN"}
-        _table(f"sandbox {env_name}: status", ["host", "ssh", "sshd", "nginx", "pm2", "root"],
-               [[s.sh.name, s.sh.endpoint, mark[s.sshd], mark[s.nginx], mark[s.pm2],
-                 "exists" if s.root else "MISSING"] for s in states])
-        bad = [s.sh.name for s in states if not s.ok]
-        if bad:
-            from adapto_ops.errors import CheckFailed
-
-            raise CheckFailed(f"sandbox {env_name}: not fully up: {', '.join(bad)}; "
-                              f"run `adapto sandbox up -e {env_name}`")
-        return 0
-    started, notes = time.monotonic(), []
-    results = (up(loaded, env_name, count, notes) if action == "up"
-               else down(loaded, env_name, count, purge))
-    for note in notes:
-        print(f"sandbox: {note}")
-    _table(f"sandbox {env_name}: {action} ({time.monotonic() - started:.1f} s)",
-           ["host", "ssh", "nginx prefix", "PM2_HOME", "root", "state"],
-           [[sh.name, sh.endpoint, str(sh.prefix), str(sh.pm2_home), str(sh.root), state]
-            for sh, state in results])
-    return 0
 
 
 __all__ = ["ToolMissing", "client_key_path", "known_hosts_path", "sandbox_hosts"]

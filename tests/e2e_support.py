@@ -17,6 +17,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "SUPABASE_ANON_KEY"
+# The sandbox's PostgreSQL runs as the postgres user, who cannot pass through pytest's
+# 0700 temporary folders: test clusters live here instead, one folder per address.
+POSTGRES_ROOT = "/var/tmp/adapto-e2e-pg"
+
+
+def postgres_dir(address: str) -> str:
+    """``sandbox.postgres_dir`` for a test sandbox whose first host is on ``address``."""
+    return f"{POSTGRES_ROOT}/{address}"
 
 Cli = subprocess.CompletedProcess[str]
 

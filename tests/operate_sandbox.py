@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.e2e_support import REPO, SECRET, Cli, adapto, run_to_files, said
+from tests.e2e_support import REPO, SECRET, Cli, adapto, postgres_dir, run_to_files, said
 
 ENV = "op"
 HOST = "sandbox1"
@@ -147,6 +147,7 @@ def inventory_data(base: Path, slot: Slot) -> dict[str, Any]:
     env["health"] = {**(env.get("health") or {}), "instance_start_timeout_s": 20.0}
     secret_names = [n for n in env["secrets"]["names"] if n != SECRET] + [SECRET]
     env["secrets"] = {"names": secret_names, "file": str(base / ".adapto" / "secrets.env")}
+    env["sandbox"]["postgres_dir"] = postgres_dir(slot.address)
     data["environments"] = {ENV: env}
     return data
 

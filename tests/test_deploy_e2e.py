@@ -49,6 +49,7 @@ from tests.e2e_support import (
     Cli,
     adapto,
     cli_env,
+    postgres_dir,
     run_to_files,
     said,
     sandbox_marks,
@@ -109,8 +110,10 @@ def inventory_data(base: Path) -> dict[str, Any]:
                        "allow": [f"{p}/tcp" for p in (SSH_PORT, HTTP_PORT, HTTPS_PORT)],
                        "deny": [f"{p}/tcp" for p in PORTS]}
     env["health"] = {**(env.get("health") or {}), "instance_start_timeout_s": START_TIMEOUT_S}
-    env["secrets"] = {"names": [SECRET, "ADAPTO_PROBE_TOKEN"],
+    env["secrets"] = {"names": [SECRET, "ADAPTO_PROBE_TOKEN", "DATABASE_URL",
+                                "MIGRATION_DATABASE_URL"],
                       "file": str(base / ".adapto" / "secrets.env")}
+    env["sandbox"]["postgres_dir"] = postgres_dir(ADDRESSES[0])
 
     def hosts(count: int) -> list[dict[str, Any]]:
         return [{**template_host, "name": HOSTS[i], "address": ADDRESSES[i], "port": SSH_PORT,

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e_support import sandbox_marks
+from tests.e2e_support import postgres_dir, sandbox_marks
 
 REPO = Path(__file__).resolve().parent.parent
 ADDRESSES = ("127.0.0.21", "127.0.0.22")
@@ -59,6 +59,7 @@ def write_inventory(base: Path) -> Path:
     text = yaml.safe_dump(env).replace("/var/tmp/adapto-sandbox", str(base))
     env = yaml.safe_load(text)
     env["secrets"]["file"] = ".adapto/secrets.env"
+    env["sandbox"]["postgres_dir"] = postgres_dir(ADDRESSES[0])
     env["frontend"]["source"] = str(REPO / env["frontend"]["source"])
     env["backend"]["source"] = str(REPO / env["backend"]["source"])
     data["environments"]["sandbox"] = env

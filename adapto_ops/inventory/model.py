@@ -173,6 +173,11 @@ class Backend(Strict):
     dependency_files: list[str] | None = None
     memory_limit: Annotated[str, Field(pattern=r"^[0-9]+[KMG]$")] = "512M"
     kill_timeout_ms: Annotated[int, Field(ge=1000, le=120000)] = 10000
+    # Applies the pending database migrations, run by `deploy` (once per environment,
+    # from the new release's backend folder with its env, before the switch) and by
+    # `adapto db migrate`; with `--status` appended it must list them and exit 0
+    # (`adapto db status`). None: the backend has no migrations adapto runs.
+    migrate: Annotated[str, Field(min_length=1)] | None = None
 
     @property
     def ports(self) -> list[int]:
@@ -414,6 +419,11 @@ class Sandbox(Strict):
 
     # Per host: sshd config and keys, PM2_HOME, pid files. Usually has {host}.
     dir: AbsPath
+    # The environment's PostgreSQL cluster runs on its first host, on that host's own
+    # loopback address and this port; null: no cluster (adapto_ops/sandbox_postgres.py).
+    postgres_port: Port | None = 5432
+    # Its folder (default <dir>/postgres); the postgres user must be able to reach it.
+    postgres_dir: AbsPath | None = None
 
 
 class Environment(Strict):
