@@ -384,7 +384,8 @@ def monitor(
 
 @app.command()
 def recover(
-    what: Annotated[str, typer.Argument(metavar="backend|nginx", help="what to bring back")],
+    what: Annotated[str, typer.Argument(metavar="backend|nginx|database",
+                                        help="what to bring back")],
     env: EnvOpt = ...,  # type: ignore[assignment]
     inventory: InventoryOpt = None,
     host: HostOpt = None,
@@ -399,10 +400,14 @@ def recover(
 
     backend: restart only the failing PM2 instances one at a time (or bring them back
     from the current release if the PM2 daemon is gone); nginx: nginx -t, the last good
-    site config back, reload, start or restart. Exit 0 when healthy at the end, else 1
-    naming what still fails.
+    site config back, reload, start or restart; database: from the host, the connection
+    (DNS, TCP, TLS, authentication), connections against max_connections, sessions idle in
+    a transaction or blocking others, pending migrations, size; only with --yes it
+    terminates those sessions and applies the migrations. Exit 0 when healthy at the end,
+    else 1 naming what still fails.
 
     Example: adapto recover backend -e sandbox
+    Example: adapto recover database -e sandbox --yes
     """
 
     def body() -> None:

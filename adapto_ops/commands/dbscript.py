@@ -279,3 +279,18 @@ def command(mode: str, layout: ReleaseLayout, **options: object) -> str:
     body = script(mode, layout, **options)  # type: ignore[arg-type]
     return (f"if [ -x {shlex.quote(python)} ]; then {shlex.quote(python)} - <<'{MARK}'\n"
             f"{body}\n{MARK}\nelse echo {shlex.quote(missing)}; fi")
+
+
+def command_with_stdin(mode: str, layout: ReleaseLayout, **options: object) -> tuple[str, bytes]:
+    """The same run with the script as the command's own stdin: (command, stdin).
+
+    What `recover database` uses: the command stays one short line (what a
+    --dry-run shows), the script travels as data.
+    """
+    python = shlex.quote(venv_python(layout))
+    missing = json.dumps({"mode": mode, "steps": [],
+                          "error": f"no python with psycopg at {venv_python(layout)} "
+                                   "(no current release?)"})
+    body = script(mode, layout, **options)  # type: ignore[arg-type]
+    return (f"if [ -x {python} ]; then {python} -; else echo {shlex.quote(missing)}; fi",
+            body.encode())
