@@ -168,8 +168,9 @@ def gather(env: Environment, user: str, probe: str | None = None,
         lines += ["__adapto_db=$(mktemp)",
                   f"{{ {database}\n}} > \"$__adapto_db\" 2>/dev/null &"]
     lines += [f"{{ {reads}\n}} < /dev/null", "wait"]
+    # `echo` after each: output without a final newline must not swallow the next header.
     if probe is not None:
-        lines += ["echo @@probe", 'cat "$__adapto_probe"; rm -f "$__adapto_probe"']
+        lines += ["echo @@probe", 'cat "$__adapto_probe"; echo; rm -f "$__adapto_probe"']
     if database is not None:
-        lines += ["echo @@database", 'cat "$__adapto_db"; rm -f "$__adapto_db"']
+        lines += ["echo @@database", 'cat "$__adapto_db"; echo; rm -f "$__adapto_db"']
     return "\n".join([*lines, "echo @@end"])
