@@ -166,6 +166,9 @@ def test_a_stopped_cluster_is_named_and_classified_as_database(box: OpBox) -> No
             assert entry["status"] == "fail" and entry["kind"] == "database", entry
             assert entry["next"] == RECOVER_NEXT
         assert "connection refused" in checks["database:connect"][0]["output"]
+        # The backend's own 503 is a database failure too, not "authentication" or "500".
+        for key in ("api:responseTime", f"instance-{SLOT.ports[0]}:responseTime"):
+            assert checks[key][0]["kind"] == "database", checks[key]
     finally:
         up = box.cli("sandbox", "up", timeout=120)
         assert up.returncode == 0, said(up)
