@@ -532,6 +532,60 @@ def monitor_uninstall(
 
 # --- sandbox -------------------------------------------------------------------
 
+db_app = typer.Typer(
+    help=(
+        "The backend's database migrations outside a deploy (`deploy` runs them itself, "
+        "before the switch): the inventory's backend.migrate on the first backend host."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("migrate")
+def db_migrate(
+    env: EnvOpt = ...,  # type: ignore[assignment]
+    inventory: InventoryOpt = None,
+    break_lock: BreakLockOpt = False,
+    json_output: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Apply the pending migrations from the live release, holding the deploy lock.
+
+    Example: adapto db migrate -e sandbox
+    """
+
+    def body() -> None:
+        from adapto_ops.procedures.db import run_db_migrate
+
+        _exit_with(run_db_migrate(inventory=inventory, env_name=env, break_lock=break_lock,
+                                  as_json=json_output))
+
+    run(body)
+
+
+@db_app.command("status")
+def db_status(
+    env: EnvOpt = ...,  # type: ignore[assignment]
+    inventory: InventoryOpt = None,
+    json_output: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """List the migrations the live release has that the database has not applied.
+
+    Example: adapto db status -e sandbox --json
+    """
+
+    def body() -> None:
+        from adapto_ops.procedures.db import run_db_status
+
+        _exit_with(run_db_status(inventory=inventory, env_name=env, as_json=json_output))
+
+    run(body)
+
+
 sandbox_app = typer.Typer(
     help=(
         "A local rehearsal server per host of an environment with a `sandbox:` section: "

@@ -200,6 +200,16 @@ def down_database(sh: SandboxHost, purge: bool) -> tuple[bool, list[Path]]:
     return stopped, removed
 
 
+def note(sh: SandboxHost, secrets_file: Path) -> str:
+    """One line for `up`: where the database is and where its URLs went (names, no values)."""
+    pg, (database, _, _) = cluster(sh, binaries=False), names(sh.project)
+    unlisted = [n for n in DATABASE_SECRETS if n not in sh.env.secrets.names]
+    warning = (f"; not in secrets.names, so no deploy ships them: {', '.join(unlisted)}"
+               if unlisted else "")
+    return (f"PostgreSQL {pg.host}:{pg.port} database {database}: "
+            f"{', '.join(DATABASE_SECRETS)} in {secrets_file}{warning}")
+
+
 def describe(sh: SandboxHost) -> str:
     """The status table's cell: where the cluster listens, or '-' on other hosts."""
     if not holds_database(sh):

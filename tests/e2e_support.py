@@ -58,7 +58,7 @@ def run_to_files(argv: list[str], env: dict[str, str], timeout: float,
 
 def cli_env() -> dict[str, str]:
     """This process's environment without the secret or inventory a developer may export."""
-    drop = {SECRET, "ADAPTO_INVENTORY", "ADAPTO_VERBOSE"}
+    drop = {SECRET, "ADAPTO_INVENTORY", "ADAPTO_VERBOSE", "DATABASE_URL", "MIGRATION_DATABASE_URL"}
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env

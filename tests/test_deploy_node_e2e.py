@@ -85,6 +85,9 @@ def inventory_data(base: Path) -> dict[str, Any]:
     env["backend"].update(kind="node", source=str(base / "backend"), install=INSTALL,
                           build="npm run build", start="npm start", bind="{address}",
                           base_port=PORTS[0], instances=len(PORTS))
+    # Like production's Node backend: no migrations adapto runs, no sandbox database.
+    env["backend"].pop("migrate", None)
+    env["sandbox"]["postgres_port"] = None
     env["nginx"].update(server_names=[SERVER_NAME], listen=["{address}"],
                         http_port=HTTP_PORT, https_port=HTTPS_PORT)
     env["firewall"] = {"manage": False,

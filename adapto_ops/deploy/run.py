@@ -240,6 +240,15 @@ def deploy(selection: Selection, options: DeployOptions, reporter: Reporter) -> 
             prepared = retry  # type: ignore[assignment]
         for outcome, prep in zip(report.outcomes, prepared, strict=True):
             outcome.bytes_sent, outcome.files_sent = prep.bytes_sent, len(prep.plan.send)
+        if env.backend.migrate and "backend" in artifacts.components:
+            # Before nginx or `current` change: a failure leaves every host as it was.
+            from adapto_ops.deploy.migrate import migrate_step
+
+            _abort_on_error(migrate_step(deployers, release_id, {
+                "release": release_id, "revision": artifacts.revision,
+                "user": artifacts.deployer, "time": _now(), "action": f"deploy {options.what}",
+                "previous": states[0].current}, dry_run=options.dry_run),
+                report, deployers, release_id)
         if options.dry_run:
             _dry_run_report(report, deployers, prepared)
             report.duration_s = time.perf_counter() - started

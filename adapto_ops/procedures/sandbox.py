@@ -50,6 +50,9 @@ def run_sandbox(action: str, inventory: str | None, env_name: str, count: int | 
     started, notes = time.monotonic(), []
     results = (up(loaded, env_name, count, notes) if action == "up"
                else down(loaded, env_name, count, purge))
+    if action == "up":
+        notes += [spg.note(sh, loaded.resolve(sh.env.secrets.file or ""))
+                  for sh, _ in results if spg.holds_database(sh)]
     for note in notes:
         print(f"sandbox: {note}")
     _table(f"sandbox {env_name}: {action} ({time.monotonic() - started:.1f} s)",

@@ -9,7 +9,7 @@
    its values); terminated only with --yes.
 4. Pending migrations: the inventory's ``backend.migrate --status`` when there
    is one, else the backend's /api/health; applied only with --yes, through
-   that migrate command, on the environment's first host.
+   that migrate command from the live release, on the first backend host.
 5. The database's size, reported.
 
 What adapto does not own (a stopped server, a wrong password, a full
@@ -21,9 +21,7 @@ answer.
 
 from __future__ import annotations
 
-import re
-import shlex
-
+from adapto_ops.commands import db as db_cmd
 from adapto_ops.commands import dbscript
 from adapto_ops.dbdiag import Diagnosis, Finding, findings, parse_diagnosis
 from adapto_ops.deploy.host import HostDeployer
@@ -32,24 +30,24 @@ from adapto_ops.health.onhost import instance_urls
 from adapto_ops.recover.report import HostRecovery, mask_secrets
 
 IDLE_IN_TRANSACTION_S = dbscript.IDLE_IN_TRANSACTION_S
-_PENDING = re.compile(r"^(\d+) pending of \d+\s*$", re.MULTILINE)
 
 
 def migrate_command(d: HostDeployer, status: bool) -> str | None:
-    """The inventory's migrate command, from the current release with its .env; or None."""
-    migrate = getattr(d.env.backend, "migrate", None)
+    """The inventory's migrate command, from the live release with the shared .env; or None.
+
+    The .env (MIGRATION_DATABASE_URL) is read on the host, never sent or printed.
+    """
+    migrate = d.env.backend.migrate
     if not migrate:
         return None
-    backend = f"{d.layout.current}/backend"
-    # The release's .env holds MIGRATION_DATABASE_URL; it is read on the host, never sent.
-    return (f"cd {shlex.quote(backend)} && set -a && . ./.env && set +a && "
-            f"{migrate}{' --status' if status else ''}")
+    return db_cmd.migrate(f"{d.layout.current}/backend", d.layout.env_file, migrate,
+                          status=status)
 
 
 def pending_from_status(stdout: str) -> int | None:
-    """``N pending of M`` (the reference backend's `--status` summary) as N."""
-    found = _PENDING.search(stdout)
-    return int(found.group(1)) if found else None
+    """How many migrations `--status` lists as pending; None without its summary line."""
+    pending, total = db_cmd.parse_status(stdout)
+    return len(pending) if total is not None else None
 
 
 class DatabaseRecovery:
@@ -186,7 +184,8 @@ class DatabaseRecovery:
             if migrate_command(self.d, status=False) is None:
                 return " (the inventory names no backend.migrate command)"
             if not self.fix:
-                return f" (`adapto recover database -e {env} --yes` applies them)"
+                return (f" (`adapto recover database -e {env} --yes` or "
+                        f"`adapto db migrate -e {env}` applies them)")
         return ""
 
 

@@ -31,6 +31,7 @@ def recover(selection: Selection, what: str, reporter: Reporter, *,
     made (``report.recorded``). Raises AdaptoError only before any host is
     touched (bad input, or a host that cannot be reached: exit 1).
     """
+    from adapto_ops.deploy.migrate import migration_host
     from adapto_ops.deploy.run import Session, parallel
     from adapto_ops.recover.backend import recover_backend
     from adapto_ops.recover.database import recover_database
@@ -42,8 +43,9 @@ def recover(selection: Selection, what: str, reporter: Reporter, *,
     report = RecoverReport(what, dry_run=dry_run)
 
     with Session(selection, reporter, dry_run=dry_run) as session:
-        # One database per environment: migrations are applied from the first host only.
-        first = session.deployers[0].name if session.deployers else None
+        # One database per environment: migrations are applied from one host only.
+        index = migration_host(session.deployers)
+        first = session.deployers[index].name if index is not None else None
 
         def one(d: HostDeployer) -> HostRecovery:
             if what == "database":
