@@ -392,7 +392,10 @@ def recover(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="read the state, print the commands; change nothing")
     ] = False,
-    yes: YesOpt = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="do not ask for confirmation; database: "
+                                               "also end stuck sessions, apply migrations")
+    ] = False,
     json_output: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -406,8 +409,7 @@ def recover(
     terminates those sessions and applies the migrations. Exit 0 when healthy at the end,
     else 1 naming what still fails.
 
-    Example: adapto recover backend -e sandbox
-    Example: adapto recover database -e sandbox --yes
+    Example: adapto recover backend -e sandbox; adapto recover database -e sandbox --yes
     """
 
     def body() -> None:
