@@ -117,7 +117,10 @@ class Cluster:
         self.data_dir.chmod(0o700)
         _run([str(self.bin_dir / "initdb"), "-D", str(self.data_dir), "-U", SERVER_USER,
               "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8",
-              "--locale=C.UTF-8", "--no-instructions"], "initdb")
+              "--locale=C.UTF-8", "--no-instructions",
+              # Skips the final fsync of the new folder (1.3 s of ~3 s); the running
+              # server syncs as usual, only a machine crash within seconds could hurt.
+              "--no-sync"], "initdb")
 
     def start(self, settings: dict[str, str] | None = None) -> None:
         """Start the server and wait until it accepts connections."""

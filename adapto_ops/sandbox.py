@@ -299,16 +299,13 @@ def up_host(sh: SandboxHost, tools: dict[str, str], client_pub: str,
             secrets_file: Path | None = None) -> str:
     """Bring one host up; return what happened, for the table's state column."""
     _ensure_dirs(sh)
-    # The database first: the PM2 daemon resurrects apps that connect to it.
-    database = spg.holds_database(sh) and spg.up_database(sh, secrets_file)
-    started = [
-        name for name, did in (
-            ("postgres", database),
-            ("sshd", _up_sshd(sh, tools["ssh-keygen"], client_pub)),
-            ("nginx", _up_nginx(sh, tools["nginx"])),
-            ("pm2", _up_pm2(sh, tools["pm2"], tools["node"])),
-        ) if did
-    ]
+    with ThreadPoolExecutor(max_workers=1) as pool:  # initdb takes seconds: meanwhile sshd, nginx
+        database = pool.submit(lambda: spg.holds_database(sh) and spg.up_database(sh, secrets_file))
+        sshd, nginx = _up_sshd(sh, tools["ssh-keygen"], client_pub), _up_nginx(sh, tools["nginx"])
+        # Before PM2: its daemon resurrects apps that connect to the database.
+        did = {"postgres": database.result(), "sshd": sshd, "nginx": nginx,
+               "pm2": _up_pm2(sh, tools["pm2"], tools["node"])}
+    started = [name for name, yes in did.items() if yes]
     return f"up (started {', '.join(started)})" if started else "up (already running)"
 
 

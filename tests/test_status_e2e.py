@@ -15,6 +15,7 @@ import contextlib
 import http.server
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -193,7 +194,11 @@ def test_sandbox_down_up_brings_the_instances_back_like_a_boot(box: OpBox) -> No
     sandbox(box, "down")
     assert not any(instance_answers(port) for port in SLOT.ports)
     sandbox(box, "up")
-    # `up` resurrected PM2's saved list, as PM2's boot unit does; no deploy ran.
+    # `up` resurrected PM2's saved list, as PM2's boot unit does; no deploy ran. The
+    # instances listen once their database pool is open: a few seconds after `up`.
+    deadline = time.monotonic() + 20
+    while not all(instance_answers(port) for port in SLOT.ports) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert all(instance_answers(port) for port in SLOT.ports)
     assert box.get().status_code == 200
     assert len(history(box)) == deploys
