@@ -88,6 +88,7 @@ class Diagnosis:
     mode: str = "check"
     configured: bool | None = None  # None: not known (the script did not get that far)
     error: str | None = None  # the script could not run or read its input
+    unchecked: bool = False  # no python with psycopg on the host: not checked, not failed
     steps: tuple[DbStep, ...] = ()
     dsn: str = ""  # password masked on the host
     target: dict[str, Any] = field(default_factory=dict)
@@ -155,7 +156,8 @@ def parse_diagnosis(stdout: str) -> Diagnosis:
     return Diagnosis(
         mode=str(data.get("mode", "check")),
         configured=data.get("configured") if isinstance(data.get("configured"), bool) else None,
-        error=str(error) if error else None, steps=steps, dsn=str(data.get("dsn", "")),
+        error=str(error) if error else None, unchecked=data.get("unchecked") is True,
+        steps=steps, dsn=str(data.get("dsn", "")),
         target=data.get("target") if isinstance(data.get("target"), dict) else {},
         latency_ms=data.get("latency_ms"), server_version=str(data.get("server_version", "")),
         connections=connections, sessions=sessions,
@@ -181,7 +183,7 @@ class Finding:
 def connection_finding(d: Diagnosis) -> Finding:
     """Reaching the database: the first step that failed, named; or where and how fast."""
     if d.error:
-        return Finding("connection", "fail", d.error)
+        return Finding("connection", "warn" if d.unchecked else "fail", d.error)
     if d.configured is False:
         return Finding("connection", "ok", "not configured (no DATABASE_URL in the shared .env)")
     failed = d.failed_step

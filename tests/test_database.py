@@ -223,7 +223,25 @@ def test_the_script_reports_a_missing_env_file_and_python(tmp_path: Path) -> Non
     out = subprocess.run(["sh", "-c", command], input=stdin, capture_output=True, timeout=60,
                          check=False).stdout.decode()
     assert parse_diagnosis(out).error == f"cannot read {layout.env_file}: No such file or directory"
-    (tmp_path / "current").unlink()
-    out = subprocess.run(["sh", "-c", command], input=stdin, capture_output=True, timeout=60,
-                         check=False).stdout.decode()
-    assert "no python with psycopg at" in (parse_diagnosis(out).error or "")
+    (tmp_path / "current").unlink()  # no python: a node backend, or no release yet
+
+    def without_python() -> Any:
+        return parse_diagnosis(subprocess.run(["sh", "-c", command], input=stdin,
+                                              capture_output=True, timeout=60,
+                                              check=False).stdout.decode())
+
+    assert without_python().configured is False  # no .env, so no DATABASE_URL either
+    Path(layout.env_file).write_text("export DATABASE_URL=postgresql://a:b@h/d\n")
+    unchecked = without_python()
+    assert unchecked.unchecked and "no python with psycopg at" in (unchecked.error or "")
+    assert connection_finding(unchecked).level == "warn"
+
+
+def test_health_without_python_warns_and_a_backend_without_a_database_passes() -> None:
+    unchecked = json.dumps({"mode": "check", "steps": [], "unchecked": True,
+                            "error": "no python with psycopg at /x"})
+    found = _checks(None, unchecked)
+    assert found["database:connect"].status == "warn"
+    assert found["database:connect"].output == "no python with psycopg at /x"
+    assert found["database:backendView"].status == "pass"
+    assert found["database:backendView"].output == "the backend's health reports no database"

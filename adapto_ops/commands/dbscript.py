@@ -267,18 +267,30 @@ def script(mode: str, layout: ReleaseLayout, *, health_url: str | None = None,
 MARK = "ADAPTO_DB_SCRIPT_END"
 
 
+def _without_python(mode: str, layout: ReleaseLayout) -> str:
+    """What to print when the venv's python is missing (no release yet, or a node backend).
+
+    No DATABASE_URL in the .env: "not configured", as the script would say.
+    Otherwise one JSON line whose error names the missing python.
+    """
+    unconfigured = json.dumps({"mode": mode, "steps": [], "configured": False})
+    missing = json.dumps({"mode": mode, "steps": [], "unchecked": True,
+                          "error": f"no python with psycopg at {venv_python(layout)} "
+                                   "to check the database from the host"})
+    env_file = shlex.quote(layout.env_file)
+    return (f"if grep -Eq '^(export )?DATABASE_URL=.' {env_file} 2>/dev/null; "
+            f"then echo {shlex.quote(missing)}; else echo {shlex.quote(unconfigured)}; fi")
+
+
 def command(mode: str, layout: ReleaseLayout, **options: object) -> str:
     """Run the script with the venv's python, the script on stdin (a heredoc).
 
-    Without that python (no release yet, or a node backend) it prints
-    ``{"error": ...}`` instead, still one JSON line.
+    Without that python it prints one JSON line still (see ``_without_python``).
     """
-    python = venv_python(layout)
-    missing = json.dumps({"mode": mode, "steps": [],
-                          "error": f"no python with psycopg at {python} (no current release?)"})
+    python = shlex.quote(venv_python(layout))
     body = script(mode, layout, **options)  # type: ignore[arg-type]
-    return (f"if [ -x {shlex.quote(python)} ]; then {shlex.quote(python)} - <<'{MARK}'\n"
-            f"{body}\n{MARK}\nelse echo {shlex.quote(missing)}; fi")
+    return (f"if [ -x {python} ]; then {python} - <<'{MARK}'\n"
+            f"{body}\n{MARK}\nelse {_without_python(mode, layout)}; fi")
 
 
 def command_with_stdin(mode: str, layout: ReleaseLayout, **options: object) -> tuple[str, bytes]:
@@ -288,9 +300,6 @@ def command_with_stdin(mode: str, layout: ReleaseLayout, **options: object) -> t
     --dry-run shows), the script travels as data.
     """
     python = shlex.quote(venv_python(layout))
-    missing = json.dumps({"mode": mode, "steps": [],
-                          "error": f"no python with psycopg at {venv_python(layout)} "
-                                   "(no current release?)"})
     body = script(mode, layout, **options)  # type: ignore[arg-type]
-    return (f"if [ -x {python} ]; then {python} -; else echo {shlex.quote(missing)}; fi",
+    return (f"if [ -x {python} ]; then {python} -; else {_without_python(mode, layout)}; fi",
             body.encode())

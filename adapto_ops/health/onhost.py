@@ -162,7 +162,9 @@ class HostChecks:
                                value=value, unit="ms", output=trim(output), kind="database")
 
         if seen is None:
-            return result("warn", "not checked: no instance's /api/health reported a database")
+            return result("warn", "not checked: no instance's /api/health answered")
+        if not seen:
+            return result("pass", "the backend's health reports no database")
         status = str(seen.get("status"))
         if status == NOT_CONFIGURED:
             return result("pass", NOT_CONFIGURED)
@@ -180,7 +182,8 @@ class HostChecks:
         diagnosis = parse_diagnosis(self.facts.database_output)
         finding = connection_finding(diagnosis)
         output = NOT_CONFIGURED if diagnosis.configured is False else finding.line
-        status: Status = "pass" if finding.level == "ok" else "fail"
+        # "warn": no python with psycopg on the host (a node backend): not checked.
+        status: Status = {"ok": "pass", "warn": "warn", "fail": "fail"}[finding.level]
         return self.result("database", "connect", "database (from host)", status,
                            value=diagnosis.latency_ms, unit="ms", output=trim(output),
                            kind="database")
@@ -201,16 +204,22 @@ class HostChecks:
 
 
 def backend_database(probes: list[ProbeResult]) -> dict[str, Any] | None:
-    """The first instance answer's database and migrations objects (200 or 503 bodies)."""
+    """The first instance answer's database and migrations objects (200 or 503 bodies).
+
+    ``{}`` when an instance answered 200 without one (a backend whose health
+    does not report a database), None when no instance gave a readable answer.
+    """
+    answered = False
     for probe in probes:
         text = probe.body if probe.ok else probe_body(probe.error or "")
+        answered = answered or probe.ok
         try:
             data = json.loads(text)
         except (json.JSONDecodeError, TypeError):
             continue
         if isinstance(data, dict) and isinstance(data.get("database"), dict):
             return {**data["database"], "migrations": data.get("migrations")}
-    return None
+    return {} if answered else None
 
 
 def ssh_failure(target: Target, message: str, next_commands: NextCommands,
