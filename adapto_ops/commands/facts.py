@@ -116,7 +116,7 @@ def gather(env: Environment, user: str, probe: str | None = None,
     both in one round trip and the time of the slower, not of the two added up.
     It alone gets the command's stdin (the probe token); the reads get /dev/null.
     ``database`` (the on-host database check, :mod:`adapto_ops.commands.dbscript`)
-    runs in the background beside them too, into the ``database`` section.
+    runs in the background too, after the probe, into the ``database`` section.
     """
     nginx = env.nginx
     root = env.paths.root
@@ -155,22 +155,24 @@ def gather(env: Environment, user: str, probe: str | None = None,
     ])
     if probe is None and database is None:
         return f"{reads}\necho @@end"
-    lines = []
+    lines = ["__adapto_probe=$(mktemp)", "__adapto_db=$(mktemp)"]
+    # The database check's script comes on its own stdin (a heredoc inside ``database``).
+    # It starts once the probe is done: a python starting up beside the probe would
+    # slow the very answers the probe times.
+    db_job = f"{{ {database}\n}} > \"$__adapto_db\" 2>/dev/null" if database else ""
     if probe is not None:
         # sh gives a background job /dev/null as stdin before its own redirections,
         # so `<&0` would not do: stdin goes through fd 3.
+        then_db = f"\n{db_job}" if db_job else ""
         lines += ["exec 3<&0",
-                  "__adapto_probe=$(mktemp)",
-                  f"{{ {probe}\n}} <&3 3<&- > \"$__adapto_probe\" 2>&1 &",
+                  f"{{ {{ {probe}\n}} <&3 3<&- > \"$__adapto_probe\" 2>&1{then_db}\n}} &",
                   "exec 3<&-"]
-    if database is not None:
-        # Its script comes on its own stdin (a heredoc inside ``database``).
-        lines += ["__adapto_db=$(mktemp)",
-                  f"{{ {database}\n}} > \"$__adapto_db\" 2>/dev/null &"]
+    elif db_job:
+        lines.append(f"{db_job} &")
     lines += [f"{{ {reads}\n}} < /dev/null", "wait"]
     # `echo` after each: output without a final newline must not swallow the next header.
     if probe is not None:
-        lines += ["echo @@probe", 'cat "$__adapto_probe"; echo; rm -f "$__adapto_probe"']
+        lines += ["echo @@probe", 'cat "$__adapto_probe"; echo']
     if database is not None:
-        lines += ["echo @@database", 'cat "$__adapto_db"; echo; rm -f "$__adapto_db"']
-    return "\n".join([*lines, "echo @@end"])
+        lines += ["echo @@database", 'cat "$__adapto_db"; echo']
+    return "\n".join([*lines, 'rm -f "$__adapto_probe" "$__adapto_db"', "echo @@end"])
