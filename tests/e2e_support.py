@@ -22,9 +22,15 @@ SECRET = "SUPABASE_ANON_KEY"
 POSTGRES_ROOT = "/var/tmp/adapto-e2e-pg"
 
 
-def postgres_dir(address: str) -> str:
-    """``sandbox.postgres_dir`` for a test sandbox whose first host is on ``address``."""
-    return f"{POSTGRES_ROOT}/{address}"
+def postgres_dir(address: str, base: Path) -> str:
+    """``sandbox.postgres_dir`` for a test sandbox in ``base`` whose first host is on ``address``.
+
+    One folder per run (``base``): a second run of the same module, which fails to bind
+    the same ports, must not stop or purge the first run's cluster on its way out.
+    """
+    import hashlib
+
+    return f"{POSTGRES_ROOT}/{address}-{hashlib.sha256(str(base).encode()).hexdigest()[:8]}"
 
 Cli = subprocess.CompletedProcess[str]
 

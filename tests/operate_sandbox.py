@@ -147,7 +147,7 @@ def inventory_data(base: Path, slot: Slot) -> dict[str, Any]:
     env["health"] = {**(env.get("health") or {}), "instance_start_timeout_s": 20.0}
     secret_names = [n for n in env["secrets"]["names"] if n != SECRET] + [SECRET]
     env["secrets"] = {"names": secret_names, "file": str(base / ".adapto" / "secrets.env")}
-    env["sandbox"]["postgres_dir"] = postgres_dir(slot.address)
+    env["sandbox"]["postgres_dir"] = postgres_dir(slot.address, base)
     data["environments"] = {ENV: env}
     return data
 

@@ -28,13 +28,16 @@ pytestmark = [pytest.mark.e2e, *sandbox_marks()]
 
 SLOT = Slot("127.0.0.101", 2401, 8401, 8501, (3401, 3402))
 PG_PORT = 5432
-CLUSTER = Path(postgres_dir(SLOT.address))
 
 
 @pytest.fixture(scope="module")
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpBox]:
     with deployed_sandbox(tmp_path_factory.mktemp("db"), SLOT) as deployed:
         yield deployed
+
+
+def cluster(box: OpBox) -> Path:
+    return Path(postgres_dir(SLOT.address, box.base))
 
 
 def secrets(box: OpBox) -> dict[str, str]:
@@ -95,7 +98,7 @@ def test_up_made_a_loopback_cluster_with_an_owner_and_an_app_role(box: OpBox) ->
         app.endswith(f"@{SLOT.address}:{PG_PORT}/ai_platform")
     assert owner.startswith("postgresql://ai_platform_owner:")
     # The data folder belongs to the postgres user, as initdb requires.
-    assert (CLUSTER / "data").stat().st_uid != 0
+    assert (cluster(box) / "data").stat().st_uid != 0
     with psycopg.connect(app, autocommit=True, connect_timeout=5) as conn:
         assert conn.execute("SHOW listen_addresses").fetchone() == (SLOT.address,)
         row = conn.execute("SELECT rolsuper, rolbypassrls, rolinherit FROM pg_roles "
@@ -213,9 +216,9 @@ def test_db_status_lists_a_pending_migration_and_db_migrate_applies_it(box: OpBo
 # --- down and purge (last) ------------------------------------------------------------
 
 
-def postmaster_pid() -> int | None:
+def postmaster_pid(box: OpBox) -> int | None:
     try:
-        pid = int((CLUSTER / "data" / "postmaster.pid").read_text().split()[0])
+        pid = int((cluster(box) / "data" / "postmaster.pid").read_text().split()[0])
         os.kill(pid, 0)
         return pid
     except (OSError, ValueError, IndexError):
@@ -223,14 +226,14 @@ def postmaster_pid() -> int | None:
 
 
 def test_down_stops_the_cluster_and_purge_removes_it(box: OpBox) -> None:
-    assert postmaster_pid() is not None
+    assert postmaster_pid(box) is not None
     down = box.cli("sandbox", "down", timeout=120)
     assert down.returncode == 0, said(down)
     assert "postgres" in down.stdout
-    assert postmaster_pid() is None
+    assert postmaster_pid(box) is None
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(secrets(box)["DATABASE_URL"], connect_timeout=2)
-    assert (CLUSTER / "data" / "PG_VERSION").is_file()  # kept without --purge
+    assert (cluster(box) / "data" / "PG_VERSION").is_file()  # kept without --purge
     status = box.cli("sandbox", "status")
     assert status.returncode == 1 and f"DOWN {SLOT.address}:{PG_PORT}" in status.stdout
     # Back up with the data kept: the migrations are still applied.
@@ -239,4 +242,4 @@ def test_down_stops_the_cluster_and_purge_removes_it(box: OpBox) -> None:
     assert owner_query(box, "SELECT count(*) FROM schema_migrations")[0][0] == 5
     purged = box.cli("sandbox", "down", "--purge", timeout=120)
     assert purged.returncode == 0, said(purged)
-    assert not CLUSTER.exists()
+    assert not cluster(box).exists()

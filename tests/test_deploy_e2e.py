@@ -113,7 +113,7 @@ def inventory_data(base: Path) -> dict[str, Any]:
     env["secrets"] = {"names": [SECRET, "ADAPTO_PROBE_TOKEN", "DATABASE_URL",
                                 "MIGRATION_DATABASE_URL"],
                       "file": str(base / ".adapto" / "secrets.env")}
-    env["sandbox"]["postgres_dir"] = postgres_dir(ADDRESSES[0])
+    env["sandbox"]["postgres_dir"] = postgres_dir(ADDRESSES[0], base)
 
     def hosts(count: int) -> list[dict[str, Any]]:
         return [{**template_host, "name": HOSTS[i], "address": ADDRESSES[i], "port": SSH_PORT,

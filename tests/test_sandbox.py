@@ -59,7 +59,7 @@ def write_inventory(base: Path) -> Path:
     text = yaml.safe_dump(env).replace("/var/tmp/adapto-sandbox", str(base))
     env = yaml.safe_load(text)
     env["secrets"]["file"] = ".adapto/secrets.env"
-    env["sandbox"]["postgres_dir"] = postgres_dir(ADDRESSES[0])
+    env["sandbox"]["postgres_dir"] = postgres_dir(ADDRESSES[0], base)
     env["frontend"]["source"] = str(REPO / env["frontend"]["source"])
     env["backend"]["source"] = str(REPO / env["backend"]["source"])
     data["environments"]["sandbox"] = env
