@@ -21,7 +21,7 @@ import pytest
 
 from adapto_ops.inventory.secrets import parse_dotenv
 from adapto_ops.pg_cluster import Cluster, server_bin_dir
-from tests.e2e_support import Cli, postgres_dir, said, sandbox_marks
+from tests.e2e_support import Cli, said, sandbox_marks
 from tests.operate_sandbox import ENV, OpBox, Slot, deployed_sandbox
 
 pytestmark = [pytest.mark.e2e, *sandbox_marks()]
@@ -45,8 +45,10 @@ def app_url(box: OpBox) -> str:
 
 
 def cluster(box: OpBox) -> Cluster:
-    port = box.data["environments"][ENV]["sandbox"].get("postgres_port") or 5432
-    return Cluster(Path(postgres_dir(SLOT.address)), server_bin_dir(), int(port), SLOT.address)
+    """The sandbox's cluster, where its inventory says `sandbox up` put it."""
+    sandbox = box.data["environments"][ENV]["sandbox"]
+    port = sandbox.get("postgres_port") or 5432
+    return Cluster(Path(sandbox["postgres_dir"]), server_bin_dir(), int(port), SLOT.address)
 
 
 def recover_db(box: OpBox, *extra: str) -> Cli:
