@@ -384,14 +384,18 @@ def monitor(
 
 @app.command()
 def recover(
-    what: Annotated[str, typer.Argument(metavar="backend|nginx", help="what to bring back")],
+    what: Annotated[str, typer.Argument(metavar="backend|nginx|database",
+                                        help="what to bring back")],
     env: EnvOpt = ...,  # type: ignore[assignment]
     inventory: InventoryOpt = None,
     host: HostOpt = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="read the state, print the commands; change nothing")
     ] = False,
-    yes: YesOpt = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="do not ask for confirmation; database: "
+                                               "also end stuck sessions, apply migrations")
+    ] = False,
     break_lock: BreakLockOpt = False,
     json_output: JsonOpt = False,
     verbose: VerboseOpt = False,
@@ -400,10 +404,13 @@ def recover(
 
     backend: restart only the failing PM2 instances one at a time (or bring them back
     from the current release if the PM2 daemon is gone); nginx: nginx -t, the last good
-    site config back, reload, start or restart. Exit 0 when healthy at the end, else 1
-    naming what still fails. Takes the deploy lock: it never runs beside a deploy.
+    site config back, reload, start or restart; database: from the host, the connection
+    (DNS, TCP, TLS, authentication), connections against max_connections, sessions idle in
+    a transaction or blocking others, pending migrations, size; only with --yes it
+    terminates those sessions and applies the migrations. Exit 0 when healthy at the end,
+    else 1 naming what still fails. Changes hold the deploy lock.
 
-    Example: adapto recover backend -e sandbox
+    Example: adapto recover backend -e sandbox; adapto recover database -e sandbox --yes
     """
 
     def body() -> None:

@@ -115,6 +115,7 @@ class HostFacts:
     last_deploy: dict[str, Any] | None = None
     read_s: float = 0.0
     probe_output: str = ""  # what the probe run beside the reads printed (see gather)
+    database_output: str = ""  # what the database check run beside them printed
 
     @property
     def nginx_running(self) -> bool:
@@ -275,17 +276,20 @@ def parse_facts(host: str, stdout: str, read_s: float = 0.0) -> HostFacts:
         last_deploy=last if isinstance(last, dict) else None,
         read_s=read_s,
         probe_output=s.get("probe", ""),
+        database_output=s.get("database", ""),
     )
 
 
 def gather(transport: Transport, target: Target, *, probe: str | None = None,
-           stdin: bytes | None = None) -> HostFacts:
+           stdin: bytes | None = None, database: str | None = None) -> HostFacts:
     """Read every fact of one host in one round trip.
 
     ``probe``: a command run on the host at the same time (its output lands in
-    ``probe_output``), fed ``stdin``.
+    ``probe_output``), fed ``stdin``. ``database``: the on-host database check,
+    also run at the same time (its output lands in ``database_output``).
     """
     started = time.perf_counter()
-    result = transport.run(facts_cmd.gather(target.env, target.host.user, probe), check=False,
+    command = facts_cmd.gather(target.env, target.host.user, probe, database)
+    result = transport.run(command, check=False,
                            stdin=stdin, mutates=False, what="read host facts", timeout=60)
     return parse_facts(target.host.name, result.stdout, time.perf_counter() - started)

@@ -101,7 +101,7 @@ def test_next_commands_name_the_runbook_procedure() -> None:
     assert one.for_kind("config", "nginx") == "adapto recover nginx -e production"
     assert one.for_kind("rate-limited", "api") == "adapto logs nginx-access -e production"
     assert one.for_kind("websocket", "websocket") == "adapto logs nginx-error -e production"
-    assert one.for_kind("database", "api") == "adapto logs backend -e production"
+    assert one.for_kind("database", "api") == "adapto recover database -e production"
     assert one.for_kind("network", "ssh") == "adapto status -e production"
     many = NextCommands("production", "web2", many_hosts=True)
     assert many.for_kind("500", "api") == "adapto recover backend -e production --host web2"
@@ -242,10 +242,17 @@ def _facts(**changes: object) -> HostFacts:
     ports = target.env.backend.ports
     name = target.env.backend.name
     pm2 = [Pm2Process(f"{name}-{p}", "online", 100 + p, name, uptime_s=600.0) for p in ports]
+    body = json.dumps({"database": {"status": "ok", "latency_ms": 1.5},
+                       "migrations": {"pending": 0}})
     probe = json.dumps([{"url": f"http://127.0.0.2:{p}/api/health", "status": 200, "ms": 3.0,
-                         "body": "{}"} for p in ports])
+                         "body": body} for p in ports])
+    database = json.dumps({"mode": "check", "configured": True, "latency_ms": 4.0,
+                           "target": {"host": "127.0.0.1", "port": 5432, "user": "app",
+                                      "dbname": "db"},
+                           "steps": [{"name": "tcp", "ok": True, "detail": "accepts"}]})
     base = HostFacts("sandbox1", pm2_daemon=True, pm2=pm2, nginx_pid=42, nginx_config_ok=True,
-                     disk=Disk(100 * 10**9, 50 * 10**9, "/"), probe_output=probe)
+                     disk=Disk(100 * 10**9, 50 * 10**9, "/"), probe_output=probe,
+                     database_output=database)
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 

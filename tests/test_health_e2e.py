@@ -178,8 +178,8 @@ def test_healthy_sandbox_passes_every_check_and_the_schema(box: OpBox) -> None:
     found = checks(result)
     expected = {"certificate:daysLeft", "http:redirect", "page:responseTime", "hsts:present",
                 "api:responseTime", "websocket:roundTrip", "ssh:connect", "pm2:status",
-                "nginx:running", "nginx:config", "disk:free",
-                *(f"instance-{p}:responseTime" for p in SLOT.ports)}
+                "nginx:running", "nginx:config", "disk:free", "database:backendView",
+                "database:connect", *(f"instance-{p}:responseTime" for p in SLOT.ports)}
     assert set(found) == expected
     assert {c["status"] for c in found.values()} == {"pass"}, found
     assert found["certificate:daysLeft"]["observedValue"] > 14
@@ -201,7 +201,7 @@ def test_junit_strict_and_github_actions(box: OpBox, tmp_path: Path) -> None:
     root = ET.parse(junit).getroot()
     cases = list(root.iter("testcase"))
     ids = [(c.get("classname"), c.get("name")) for c in cases]
-    assert len(ids) == len(set(ids)) == 13, ids
+    assert len(ids) == len(set(ids)) == 15, ids
     assert {c for c, _ in ids} == {f"adapto.health.{ENV}.{HOST}"}
     assert root.get("failures") == "0"
     warned = {c.get("name"): c for c in cases if c.find("system-out") is not None}

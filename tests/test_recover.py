@@ -41,9 +41,10 @@ def test_secrets_are_masked_longest_first() -> None:
 
 def test_unknown_target_is_bad_input() -> None:
     assert check_what("nginx") == "nginx"
+    assert check_what("database") == "database"
     with pytest.raises(AdaptoError) as caught:
-        check_what("database")
-    assert caught.value.exit_code == 2 and "backend, nginx" in caught.value.message
+        check_what("redis")
+    assert caught.value.exit_code == 2 and "backend, nginx, database" in caught.value.message
 
 
 def test_report_is_healthy_only_when_every_host_is() -> None:

@@ -148,7 +148,7 @@ def test_healthy_system_nothing_to_do(box: OpBox) -> None:
 
 
 def test_bad_input_is_one_line_exit_2(box: OpBox) -> None:
-    cases = [(("recover", "database"), "unknown target 'database'"),
+    cases = [(("recover", "redis"), "unknown target 'redis'"),
              (("recover", "backend", "--host", "nowhere"), "has no host 'nowhere'")]
     for args, words in cases:
         result = box.cli(*args)

@@ -77,7 +77,7 @@ LISTENER_SH = (
 )
 
 SECTIONS = ("pm2_daemon", "pm2", "pm2_startup", "nginx_running", "nginx_test", "release",
-            "certificate", "disk", "ufw", "listeners", "history", "probe")
+            "certificate", "disk", "ufw", "listeners", "history", "probe", "database")
 
 
 def pm2_home() -> str:
@@ -107,13 +107,16 @@ def pm2_processes() -> str:
     return f"pm2 jlist 2>&1 | node -e {q(PM2_REDUCE_JS)}"
 
 
-def gather(env: Environment, user: str, probe: str | None = None) -> str:
+def gather(env: Environment, user: str, probe: str | None = None,
+           database: str | None = None) -> str:
     """The whole read, one section after another; every part tolerates failure.
 
     ``probe`` (e.g. the instance health probes) runs in the background while the
     facts are read, and its output becomes the ``probe`` section: `health` gets
     both in one round trip and the time of the slower, not of the two added up.
     It alone gets the command's stdin (the probe token); the reads get /dev/null.
+    ``database`` (the on-host database check, :mod:`adapto_ops.commands.dbscript`)
+    runs in the background too, after the probe, into the ``database`` section.
     """
     nginx = env.nginx
     root = env.paths.root
@@ -150,18 +153,26 @@ def gather(env: Environment, user: str, probe: str | None = None) -> str:
         "echo @@history",
         f"tail -n 1 {q(root + '/.adapto/history.jsonl')} 2>/dev/null",
     ])
-    if probe is None:
+    if probe is None and database is None:
         return f"{reads}\necho @@end"
-    # sh gives a background job /dev/null as stdin before its own redirections,
-    # so `<&0` would not do: stdin goes through fd 3.
-    return "\n".join([
-        "exec 3<&0",
-        "__adapto_probe=$(mktemp)",
-        f"{{ {probe}\n}} <&3 3<&- > \"$__adapto_probe\" 2>&1 &",
-        "exec 3<&-",
-        f"{{ {reads}\n}} < /dev/null",
-        "wait",
-        "echo @@probe",
-        'cat "$__adapto_probe"; rm -f "$__adapto_probe"',
-        "echo @@end",
-    ])
+    lines = ["__adapto_probe=$(mktemp)", "__adapto_db=$(mktemp)"]
+    # The database check's script comes on its own stdin (a heredoc inside ``database``).
+    # It starts once the probe is done: a python starting up beside the probe would
+    # slow the very answers the probe times.
+    db_job = f"{{ {database}\n}} > \"$__adapto_db\" 2>/dev/null" if database else ""
+    if probe is not None:
+        # sh gives a background job /dev/null as stdin before its own redirections,
+        # so `<&0` would not do: stdin goes through fd 3.
+        then_db = f"\n{db_job}" if db_job else ""
+        lines += ["exec 3<&0",
+                  f"{{ {{ {probe}\n}} <&3 3<&- > \"$__adapto_probe\" 2>&1{then_db}\n}} &",
+                  "exec 3<&-"]
+    elif db_job:
+        lines.append(f"{db_job} &")
+    lines += [f"{{ {reads}\n}} < /dev/null", "wait"]
+    # `echo` after each: output without a final newline must not swallow the next header.
+    if probe is not None:
+        lines += ["echo @@probe", 'cat "$__adapto_probe"; echo']
+    if database is not None:
+        lines += ["echo @@database", 'cat "$__adapto_db"; echo']
+    return "\n".join([*lines, 'rm -f "$__adapto_probe" "$__adapto_db"', "echo @@end"])

@@ -49,7 +49,7 @@ function probe(spec) {
           if (res.statusCode === 200) {
             return resolve({url, status: 200, ms, body: body.slice(0, 1000)});
           }
-          retry(`HTTP ${res.statusCode} ${body.slice(0, 200)}`, res.statusCode);
+          retry(`HTTP ${res.statusCode} ${body.slice(0, 1000)}`, res.statusCode);
         });
       });
       req.on('timeout', () => req.destroy(new Error('timeout')));

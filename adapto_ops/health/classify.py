@@ -14,6 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import Any
 
 REASON_MAX = 120
 
@@ -88,12 +89,28 @@ def probe_reason(status: int | None, error: str | None) -> str:
     return trim(error or "no answer")
 
 
+def _health_report(body: str) -> dict[str, Any] | None:
+    """A health answer's JSON (it names a database status), else None."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, TypeError):
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("database"), dict) else None
+
+
 def http_kind(code: int, body: str = "") -> str:
     """The failure kind of an unexpected HTTP answer."""
     if code == 404:
         return "404"
     if code == 429:
         return "rate-limited"
+    report = _health_report(body) if code >= 500 else None
+    if report is not None:
+        # A health answer says which part fails; its "config" (JWT_SECRET: true, ...)
+        # and "database" keys are names, not errors, so the words below would mislead.
+        if report["database"].get("status") not in (None, "ok", "not configured"):
+            return "database"
+        body = json.dumps({k: v for k, v in report.items() if k not in ("config", "database")})
     if code in (401, 403) or (code >= 500 and _AUTH.search(body)):
         return "authentication"
     if code >= 500 and _DATABASE.search(body):
@@ -135,7 +152,7 @@ class NextCommands:
         table = {
             "500": "recover backend",
             "process": "recover nginx" if component.startswith("nginx") else "recover backend",
-            "database": "logs backend",
+            "database": "recover database",
             "authentication": "logs backend",
             "slow": "logs backend",
             "404": "logs nginx-error",

@@ -3,11 +3,24 @@
 As the runbook's `curl localhost:3001`: every backend instance on its own
 port, then PM2's view of them (online is not healthy: a rising restart count
 is a crash loop), nginx running and `nginx -t`, and free disk under the root.
+The database twice: as the backend sees it (the ``database`` object of an
+instance's /api/health) and reached directly from the host with the
+backend's DATABASE_URL (:mod:`adapto_ops.commands.dbscript`), each failure
+of kind "database".
+
+A database that is not configured (no DATABASE_URL) passes with "not
+configured": a backend without a database is a valid set-up (the backend
+itself answers health 200 then), and a warning would fail every
+``health --strict`` of such an environment for nothing.
 """
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from adapto_ops.commands.probe import ProbeResult, http_probe, parse_probe
+from adapto_ops.dbdiag import connection_finding, parse_diagnosis
 from adapto_ops.facts import HostFacts
 from adapto_ops.health.classify import (
     NextCommands,
@@ -19,6 +32,8 @@ from adapto_ops.health.classify import (
 from adapto_ops.health.classify import http_output as http_line
 from adapto_ops.health.model import CheckResult, Observed, Status
 from adapto_ops.render.configs import Target, instance_name
+
+NOT_CONFIGURED = "not configured"
 
 
 def instance_urls(target: Target) -> list[tuple[str, str]]:
@@ -55,7 +70,7 @@ class HostChecks:
     def all(self) -> list[CheckResult]:
         """Every on-host check, instances first."""
         return [*self.instances(), self.pm2(), self.nginx_running(), self.nginx_config(),
-                self.disk()]
+                self.disk(), self.database_api(), self.database_connect()]
 
     def instances(self) -> list[CheckResult]:
         """Each backend instance on its own port, against the API budget."""
@@ -137,6 +152,42 @@ class HostChecks:
         return self.result("nginx", "config", "nginx -t", "fail", value=False,
                            output=trim(emerg), kind="config")
 
+    def database_api(self) -> CheckResult:
+        """The backend's own view: /api/health's database status, latency, migrations."""
+        probes = parse_probe(self.facts.probe_output, instance_urls(self.target))
+        seen = backend_database(probes)
+
+        def result(status: Status, output: str, value: Observed = None) -> CheckResult:
+            return self.result("database", "backendView", "database (backend)", status,
+                               value=value, unit="ms", output=trim(output), kind="database")
+
+        if seen is None:
+            return result("warn", "not checked: no instance's /api/health answered")
+        if not seen:
+            return result("pass", "the backend's health reports no database")
+        status = str(seen.get("status"))
+        if status == NOT_CONFIGURED:
+            return result("pass", NOT_CONFIGURED)
+        if status != "ok":
+            return result("fail", f"{status}: {seen.get('error') or 'no reason given'}")
+        latency = seen.get("latency_ms")
+        pending = (seen.get("migrations") or {}).get("pending")
+        if isinstance(pending, int) and pending > 0:
+            return result("warn", f"ok, {pending} migration(s) pending", latency)
+        return result("pass", "ok" + (", no migration pending" if pending == 0 else ""),
+                      latency)
+
+    def database_connect(self) -> CheckResult:
+        """A direct connection from the host with the backend's DATABASE_URL."""
+        diagnosis = parse_diagnosis(self.facts.database_output)
+        finding = connection_finding(diagnosis)
+        output = NOT_CONFIGURED if diagnosis.configured is False else finding.line
+        # "warn": no python with psycopg on the host (a node backend): not checked.
+        status: Status = {"ok": "pass", "warn": "warn", "fail": "fail"}[finding.level]
+        return self.result("database", "connect", "database (from host)", status,
+                           value=diagnosis.latency_ms, unit="ms", output=trim(output),
+                           kind="database")
+
     def disk(self) -> CheckResult:
         """Free space under the root, against the inventory's thresholds."""
         disk, health = self.facts.disk, self.env.health
@@ -150,6 +201,25 @@ class HostChecks:
                           else "warn" if free < health.disk_warn_percent else "pass")
         return self.result("disk", "free", "disk", status, value=free, unit="%",
                            output=output, kind="disk")
+
+
+def backend_database(probes: list[ProbeResult]) -> dict[str, Any] | None:
+    """The first instance answer's database and migrations objects (200 or 503 bodies).
+
+    ``{}`` when an instance answered 200 without one (a backend whose health
+    does not report a database), None when no instance gave a readable answer.
+    """
+    answered = False
+    for probe in probes:
+        text = probe.body if probe.ok else probe_body(probe.error or "")
+        answered = answered or probe.ok
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, TypeError):
+            continue
+        if isinstance(data, dict) and isinstance(data.get("database"), dict):
+            return {**data["database"], "migrations": data.get("migrations")}
+    return {} if answered else None
 
 
 def ssh_failure(target: Target, message: str, next_commands: NextCommands,

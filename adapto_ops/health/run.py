@@ -31,6 +31,7 @@ def _next_commands(selection: Selection, target: Target) -> NextCommands:
 
 def _on_host(selection: Selection, target: Target, token: str | None) -> list[CheckResult]:
     """SSH in, read facts and probe every instance in one round trip."""
+    from adapto_ops.commands import dbscript
     from adapto_ops.deploy.run import open_transport
     from adapto_ops.facts import gather
 
@@ -44,7 +45,8 @@ def _on_host(selection: Selection, target: Target, token: str | None) -> list[Ch
     try:
         connected = time.perf_counter()
         facts = gather(transport, target, probe=instance_probe(target),
-                       stdin=(token or "").encode())
+                       stdin=(token or "").encode(),
+                       database=dbscript.command("check", target.layout))
     except AdaptoError as exc:
         return [ssh_failure(target, exc.message, next_commands,
                             round((time.perf_counter() - started) * 1000, 1))]
@@ -108,5 +110,5 @@ def run_checks(selection: Selection) -> list[CheckResult]:
 
 
 def _on_host_result(result: CheckResult) -> bool:
-    return result.component in ("ssh", "pm2", "nginx", "disk") or \
+    return result.component in ("ssh", "pm2", "nginx", "disk", "database") or \
         result.component.startswith("instance-")

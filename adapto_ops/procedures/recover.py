@@ -1,4 +1,4 @@
-"""`adapto recover backend|nginx`: prompt, run, then say what was done and what is true now."""
+"""`adapto recover backend|nginx|database`: prompt, run, say what was done and what is true."""
 
 from __future__ import annotations
 
@@ -18,11 +18,14 @@ def run_recover(*, inventory: str | None, env_name: str, hosts: list[str] | None
 
     check_what(what)
     selection = select(inventory, env_name, hosts)
-    if not dry_run:
+    # `recover database` changes something only with --yes (that is its consent):
+    # without it, it only reads, so there is nothing to confirm.
+    if not dry_run and what != "database":
         confirm(selection, f"recover {what}", yes)
     reporter = make_reporter(as_json)
     try:
-        report = recover(selection, what, reporter, dry_run=dry_run, break_lock=break_lock)
+        report = recover(selection, what, reporter, dry_run=dry_run,
+                         fix=yes or what != "database", break_lock=break_lock)
         if dry_run:
             _print_dry_run(report, reporter)
         _summary(report, reporter)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-WHATS = ("backend", "nginx")
+WHATS = ("backend", "nginx", "database")
 
 
 @dataclass

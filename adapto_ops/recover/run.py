@@ -19,8 +19,12 @@ def check_what(what: str) -> str:
 
 
 def recover(selection: Selection, what: str, reporter: Reporter, *,
-            dry_run: bool = False, break_lock: bool = False) -> RecoverReport:
-    """Recover ``what`` (backend | nginx) on every selected host; never raises for a sick host.
+            dry_run: bool = False, fix: bool = True,
+            break_lock: bool = False) -> RecoverReport:
+    """Recover ``what`` (backend | nginx | database) on every selected host.
+
+    Never raises for a sick host. ``fix`` matters to ``database`` only: without
+    it (no --yes) the database is diagnosed and nothing is changed.
 
     Each step is followed by a check, the next step is taken only when the check
     fails, and the procedure stops as soon as the host is healthy. With
@@ -33,8 +37,10 @@ def recover(selection: Selection, what: str, reporter: Reporter, *,
     a deploy replaces them one by one would break its zero-downtime order (a
     dry run only reads the lock).
     """
+    from adapto_ops.deploy.migrate import migration_host
     from adapto_ops.deploy.run import Session, parallel
     from adapto_ops.recover.backend import recover_backend
+    from adapto_ops.recover.database import recover_database
     from adapto_ops.recover.nginx import recover_nginx
 
     check_what(what)
@@ -42,11 +48,19 @@ def recover(selection: Selection, what: str, reporter: Reporter, *,
     secret_values = [v for v in selection.secrets().values.values() if v]
     report = RecoverReport(what, dry_run=dry_run)
 
-    def one(d: HostDeployer) -> HostRecovery:
-        return recover_backend(d, secret_values) if what == "backend" else recover_nginx(d)
-
     with Session(selection, reporter, dry_run=dry_run) as session:
-        session.lock(f"recover {what}", break_lock)
+        if fix:
+            # A diagnosis only reads; anything that changes the host holds the deploy lock.
+            session.lock(f"recover {what}", break_lock)
+        # One database per environment: migrations are applied from one host only.
+        index = migration_host(session.deployers)
+        first = session.deployers[index].name if index is not None else None
+
+        def one(d: HostDeployer) -> HostRecovery:
+            if what == "database":
+                return recover_database(d, secret_values, fix=fix, migrate_here=d.name == first)
+            return recover_backend(d, secret_values) if what == "backend" else recover_nginx(d)
+
         results = parallel(session.deployers, one)
         for deployer, result in zip(session.deployers, results, strict=True):
             if isinstance(result, AdaptoError):
