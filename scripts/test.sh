@@ -5,4 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 python3 -m ruff check adapto_ops tests benchmarks reference
-python3 -m pytest -q "$@"
+# Modules run side by side, a module per worker: every e2e module has a loopback
+# slot of its own (tests/operate_sandbox.py) and spends most of its time waiting
+# on sshd, nginx, PM2 and PostgreSQL. Pass -n 0 to run them one after another.
+python3 -m pytest -q -n 3 --dist loadfile "$@"
