@@ -34,6 +34,13 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+def sub_app(help_text: str, **settings: object) -> typer.Typer:
+    """A command group with the top level's settings: plain help (start-up), -h, no args = help."""
+    options: dict[str, object] = {"no_args_is_help": True, "rich_markup_mode": None,
+                                  "context_settings": {"help_option_names": ["-h", "--help"]}}
+    return typer.Typer(help=help_text, **(options | settings))  # type: ignore[arg-type]
+
+
 InventoryOpt = Annotated[
     str | None,
     typer.Option(
@@ -305,15 +312,12 @@ def health(
 
 # --- monitor -------------------------------------------------------------------
 
-monitor_app = typer.Typer(
-    help=(
+monitor_app = sub_app(
+    (
         "Health checks on a schedule: uptime and latency per check, alerts (Telegram, "
         "webhook) after failure_threshold failures and on resolution, optional auto-recover. "
         "Example: adapto monitor -e sandbox --interval 5 --alert telegram"
-    ),
-    invoke_without_command=True,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    ), invoke_without_command=True, no_args_is_help=False,
 )
 app.add_typer(monitor_app, name="monitor")
 
@@ -536,20 +540,14 @@ def monitor_uninstall(
 
 # --- telegram ------------------------------------------------------------------
 
-telegram_app = typer.Typer(
-    help="The platform's Telegram bot. Example: adapto telegram webhook info -e production",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
+telegram_app = sub_app(
+    "The platform's Telegram bot. Example: adapto telegram webhook info -e production",
 )
-webhook_app = typer.Typer(
-    help=(
+webhook_app = sub_app(
+    (
         "The bot's webhook: where Telegram posts updates (https://<site>/api/telegram/bot/"
         "webhook). Example: adapto telegram webhook set -e production"
     ),
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(telegram_app, name="telegram")
 telegram_app.add_typer(webhook_app, name="webhook")
@@ -617,14 +615,11 @@ def telegram_webhook_delete(
 
 # --- sandbox -------------------------------------------------------------------
 
-db_app = typer.Typer(
-    help=(
+db_app = sub_app(
+    (
         "The backend's database migrations outside a deploy (`deploy` runs them itself, "
         "before the switch): the inventory's backend.migrate on the first backend host."
     ),
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(db_app, name="db")
 
@@ -671,15 +666,12 @@ def db_status(
     run(body)
 
 
-sandbox_app = typer.Typer(
-    help=(
+sandbox_app = sub_app(
+    (
         "A local rehearsal server per host of an environment with a `sandbox:` section: "
         "a real sshd, nginx with its own prefix and PM2 with its own PM2_HOME, on "
         "loopback addresses."
     ),
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(sandbox_app, name="sandbox")
 
