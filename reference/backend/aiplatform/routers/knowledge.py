@@ -17,6 +17,7 @@ from aiplatform.agent.store import MAX_SOURCE_CHARS, add_source, project_owner
 from aiplatform.auth.deps import current_user
 from aiplatform.db import as_user
 from aiplatform.db.deps import require_database
+from aiplatform.db.queries import one_as_user
 from aiplatform.schemas import Strict
 
 router = APIRouter(prefix="/api/knowledge", tags=["knowledge"],
@@ -73,25 +74,17 @@ async def list_sources(
 @router.get("/sources/{source_id}")
 async def get_source(source_id: UUID, claims: Claims) -> dict[str, Any]:
     """One source with its text."""
-    async with as_user(claims) as conn:
-        cursor = await conn.execute(
-            "select id::text as id, project_id::text as project_id, title, content, created_at "
-            "from knowledge_sources where id = %s", (str(source_id),))
-        row = await cursor.fetchone()
-    if row is None:
-        raise HTTPException(404, "source not found")
-    return row
+    return await one_as_user(
+        claims,
+        "select id::text as id, project_id::text as project_id, title, content, created_at "
+        "from knowledge_sources where id = %s", (str(source_id),), "source not found")
 
 
 @router.delete("/sources/{source_id}", status_code=204)
 async def delete_source(source_id: UUID, claims: Claims) -> Response:
     """Delete a source and (by cascade) its chunks."""
-    async with as_user(claims) as conn:
-        cursor = await conn.execute(
-            "delete from knowledge_sources where id = %s returning id", (str(source_id),))
-        deleted = await cursor.fetchone()
-    if deleted is None:
-        raise HTTPException(404, "source not found")
+    await one_as_user(claims, "delete from knowledge_sources where id = %s returning id",
+                      (str(source_id),), "source not found")
     return Response(status_code=204)
 
 

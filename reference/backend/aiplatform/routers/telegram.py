@@ -32,6 +32,7 @@ from aiplatform.agent.store import project_owner
 from aiplatform.auth.deps import current_user
 from aiplatform.db import as_service, as_user
 from aiplatform.db.deps import require_database
+from aiplatform.db.queries import one_as_user
 from aiplatform.schemas import Strict
 from aiplatform.telegram import (
     SECRET_HEADER,
@@ -133,14 +134,9 @@ class TelegramSettingsIn(Strict):
 @router.get("/settings/{project_id}")
 async def get_settings(project_id: UUID, claims: Claims) -> dict[str, Any]:
     """A project's bot settings (404 when none, or not the caller's project)."""
-    async with as_user(claims) as conn:
-        cursor = await conn.execute(
-            f"select {SETTINGS_COLUMNS} from telegram_settings where project_id = %s",
-            (project_id,))
-        row = await cursor.fetchone()
-    if row is None:
-        raise HTTPException(404, "telegram settings not found")
-    return row
+    return await one_as_user(
+        claims, f"select {SETTINGS_COLUMNS} from telegram_settings where project_id = %s",
+        (project_id,), "telegram settings not found")
 
 
 @router.put("/settings/{project_id}")

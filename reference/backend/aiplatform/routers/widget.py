@@ -32,6 +32,7 @@ from aiplatform.agent.store import project_owner
 from aiplatform.auth.deps import current_user
 from aiplatform.db import as_service, as_user
 from aiplatform.db.deps import require_database
+from aiplatform.db.queries import one_as_user
 from aiplatform.ratelimit import SlidingWindow, client_address
 from aiplatform.routers.widget_cors import (
     TOKEN_HEADER,
@@ -130,43 +131,30 @@ async def list_widgets(claims: Claims, limit: Limit = 20, offset: Offset = 0) ->
 @router.get("/settings/{widget_id}")
 async def get_widget(widget_id: UUID, claims: Claims) -> dict[str, Any]:
     """One widget's settings; 404 for a widget that is not the caller's."""
-    async with as_user(claims) as conn:
-        cursor = await conn.execute(
-            f"select {WIDGET_COLUMNS} from widget_development_settings where widget_id = %s",
-            (widget_id,))
-        row = await cursor.fetchone()
-    if row is None:
-        raise HTTPException(404, "widget not found")
-    return row
+    return await one_as_user(
+        claims, f"select {WIDGET_COLUMNS} from widget_development_settings where widget_id = %s",
+        (widget_id,), "widget not found")
 
 
 @router.patch("/settings/{widget_id}")
 async def update_widget(widget_id: UUID, body: WidgetPatch, claims: Claims) -> dict[str, Any]:
     """Change a widget's allowed origins and/or settings."""
-    async with as_user(claims) as conn:
-        cursor = await conn.execute(
-            "update widget_development_settings set"
-            " allowed_origins = coalesce(%s, allowed_origins),"
-            " settings = coalesce(%s, settings), updated_at = now()"
-            f" where widget_id = %s returning {WIDGET_COLUMNS}",
-            (body.allowed_origins,
-             Jsonb(body.settings) if body.settings is not None else None, widget_id))
-        row = await cursor.fetchone()
-    if row is None:
-        raise HTTPException(404, "widget not found")
-    return row
+    return await one_as_user(
+        claims,
+        "update widget_development_settings set"
+        " allowed_origins = coalesce(%s, allowed_origins),"
+        " settings = coalesce(%s, settings), updated_at = now()"
+        f" where widget_id = %s returning {WIDGET_COLUMNS}",
+        (body.allowed_origins, Jsonb(body.settings) if body.settings is not None else None,
+         widget_id), "widget not found")
 
 
 @router.delete("/settings/{widget_id}", status_code=204)
 async def delete_widget(widget_id: UUID, claims: Claims) -> Response:
     """Delete a widget: its public endpoints answer 404 from then on."""
-    async with as_user(claims) as conn:
-        cursor = await conn.execute(
-            "delete from widget_development_settings where widget_id = %s returning id",
-            (widget_id,))
-        deleted = await cursor.fetchone()
-    if deleted is None:
-        raise HTTPException(404, "widget not found")
+    await one_as_user(
+        claims, "delete from widget_development_settings where widget_id = %s returning id",
+        (widget_id,), "widget not found")
     return Response(status_code=204)
 
 
