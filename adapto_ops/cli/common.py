@@ -1,0 +1,87 @@
+"""What every command module shares: the app, common options, and run() for one-line errors."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Annotated, TypeVar
+
+import typer
+
+from adapto_ops.errors import AdaptoError
+
+app = typer.Typer(
+    name="adapto",
+    help=(
+        "The AI-platform runbook as a program: render configs, deploy over SSH, "
+        "check health, read logs and recover.\n\n"
+        "Every command reads ./inventory.yaml (or -i PATH, or $ADAPTO_INVENTORY) "
+        "and acts on one environment (-e NAME)."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+def sub_app(help_text: str, **settings: object) -> typer.Typer:
+    """A command group with the top level's settings: plain help (start-up), -h, no args = help."""
+    options: dict[str, object] = {"no_args_is_help": True, "rich_markup_mode": None,
+                                  "context_settings": {"help_option_names": ["-h", "--help"]}}
+    return typer.Typer(help=help_text, **(options | settings))  # type: ignore[arg-type]
+
+
+InventoryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--inventory", "-i", metavar="PATH",
+        help="inventory file [default: $ADAPTO_INVENTORY or ./inventory.yaml]",
+    ),
+]
+EnvOpt = Annotated[
+    str, typer.Option("--env", "-e", metavar="NAME", help="environment from the inventory")
+]
+HostOpt = Annotated[
+    list[str] | None,
+    typer.Option("--host", metavar="NAME", help="only this host (repeatable)"),
+]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="full tool output and tracebacks")
+]
+
+T = TypeVar("T")
+
+
+def _verbose_requested() -> bool:
+    return "--verbose" in sys.argv or "-v" in sys.argv or bool(os.environ.get("ADAPTO_VERBOSE"))
+
+
+def run(action: Callable[[], T]) -> T:
+    """Run a command body: user errors become one-line messages and exit codes."""
+    try:
+        return action()
+    except AdaptoError as exc:
+        if _verbose_requested():
+            import traceback
+
+            traceback.print_exc()
+        for line in exc.lines():
+            typer.echo(f"error: {line}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON event per line (for CI)")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
+BreakLockOpt = Annotated[
+    bool, typer.Option("--break-lock", help="remove a stale deploy lock left by a dead deploy")
+]
+
+
+def exit_with(code: int) -> None:
+    if code:
+        raise typer.Exit(code)

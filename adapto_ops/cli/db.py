@@ -1,0 +1,69 @@
+"""db migrate|status."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from adapto_ops.cli.common import (
+    BreakLockOpt,
+    EnvOpt,
+    InventoryOpt,
+    JsonOpt,
+    VerboseOpt,
+    app,
+    exit_with,
+    run,
+    sub_app,
+)
+
+db_app = sub_app(
+    (
+        "The backend's database migrations outside a deploy (`deploy` runs them itself, "
+        "before the switch): the inventory's backend.migrate on the first backend host."
+    ),
+)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("migrate")
+def db_migrate(
+    env: EnvOpt = ...,  # type: ignore[assignment]
+    inventory: InventoryOpt = None,
+    break_lock: BreakLockOpt = False,
+    json_output: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Apply the pending migrations from the live release, holding the deploy lock.
+
+    Example: adapto db migrate -e sandbox
+    """
+
+    def body() -> None:
+        from adapto_ops.procedures.db import run_db_migrate
+
+        exit_with(run_db_migrate(inventory=inventory, env_name=env, break_lock=break_lock,
+                                  as_json=json_output))
+
+    run(body)
+
+
+@db_app.command("status")
+def db_status(
+    env: EnvOpt = ...,  # type: ignore[assignment]
+    inventory: InventoryOpt = None,
+    json_output: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """List the migrations the live release has that the database has not applied.
+
+    Example: adapto db status -e sandbox --json
+    """
+
+    def body() -> None:
+        from adapto_ops.procedures.db import run_db_status
+
+        exit_with(run_db_status(inventory=inventory, env_name=env, as_json=json_output))
+
+    run(body)
