@@ -2,7 +2,7 @@
 # Installs what adapto, its tests and its sandbox need on a Debian machine,
 # skipping whatever is already there (a second run takes a few seconds).
 #   apt: nginx, openssh-server, ufw, logrotate, rsync, iproute2, procps, postgresql,
-#        chromium, nodejs/npm (if no node)
+#        chromium, certbot, pebble, testssl.sh, iptables, nodejs/npm (if no node)
 #   npm: pm2      pip: adapto itself (editable) with its test extras
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +26,13 @@ command -v pgrep >/dev/null 2>&1 || need_apt+=(procps)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
 # The browser e2e tests drive Debian's headless Chromium with Playwright.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# adapto ssl: real certbot against Debian's Pebble ACME test server on loopback;
+# the served TLS is scanned with testssl.sh.
+command -v certbot >/dev/null 2>&1 || need_apt+=(certbot)
+command -v pebble >/dev/null 2>&1 || need_apt+=(pebble)
+command -v testssl >/dev/null 2>&1 || need_apt+=(testssl.sh)
+# adapto firewall: real ufw/iptables inside network namespaces the tests create.
+[ -x /usr/sbin/iptables ] || need_apt+=(iptables)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
