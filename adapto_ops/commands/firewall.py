@@ -37,15 +37,21 @@ def as_root(user: str, command: str) -> str:
 def read_commands(user: str) -> list[str]:
     """The read-only ufw sections of a facts read (see commands.facts): status, rules, defaults.
 
+    Each ufw run starts a Python interpreter (a few hundred ms on a busy host), so
+    `ufw show added` runs in the background beside `ufw status verbose`.
     ``ssh_port``: ``$SSH_CONNECTION`` says which server port this session came in on.
     """
     installed = "command -v ufw >/dev/null 2>&1 || [ -x /usr/sbin/ufw ]"
     return [
+        '__adapto_ufw=$(mktemp); __adapto_ufw_pid=',
+        f"if {installed}; then {{ {as_root(user, 'ufw show added')} 2>&1 | head -n 500 "
+        '> "$__adapto_ufw"; } & __adapto_ufw_pid=$!; fi',
         "echo @@ufw",
         f"if {installed}; then {as_root(user, 'ufw status verbose')} 2>&1 | head -n 60; "
         "else echo not-installed; fi",
+        'if [ -n "$__adapto_ufw_pid" ]; then wait "$__adapto_ufw_pid"; fi',
         "echo @@ufw_added",
-        f"if {installed}; then {as_root(user, 'ufw show added')} 2>&1 | head -n 500; fi",
+        'cat "$__adapto_ufw"; rm -f "$__adapto_ufw"',
         "echo @@ufw_defaults",
         "grep -E '^(DEFAULT_INPUT_POLICY|DEFAULT_OUTPUT_POLICY)=' /etc/default/ufw 2>&1",
         "echo @@ssh_port",
