@@ -33,6 +33,7 @@ MISSING = [t for t in TOOLS if not shutil.which(t, path=f"{os.environ['PATH']}:/
 
 SERVER_IP, CLIENT_IP = "10.231.0.1", "10.231.0.2"
 ENV, LOCK_ENV = "fwtest", "fwlock"
+DEPLOY_ENV, LOCK_DEPLOY_ENV = "fwdeploy", "fwdeploylock"
 BACKEND_PORT = 3001
 
 
@@ -117,7 +118,18 @@ def write_inventory(base: Path, key: Path) -> Path:
     locked = yaml.safe_load(yaml.safe_dump(env))
     locked["firewall"]["deny"] = ["22/tcp", f"{BACKEND_PORT}/tcp"]
     locked["firewall"]["allow"] = ["80/tcp", "443/tcp"]
-    data["environments"] = {ENV: env, LOCK_ENV: locked}
+    # deploy with firewall.apply_on_deploy: a tiny frontend, the reference backend.
+    deploying = yaml.safe_load(yaml.safe_dump(env))
+    deploying["firewall"]["apply_on_deploy"] = True
+    deploying["frontend"] = {"source": str(base / "frontend"), "build": None, "dist": "dist"}
+    deploying["backend"]["source"] = str(REPO / "reference" / "backend")
+    (base / "frontend" / "dist").mkdir(parents=True, exist_ok=True)
+    (base / "frontend" / "dist" / "index.html").write_text("<!doctype html><p>fw</p>\n")
+    locked_deploy = yaml.safe_load(yaml.safe_dump(deploying))
+    locked_deploy["firewall"].update(allow=locked["firewall"]["allow"],
+                                     deny=locked["firewall"]["deny"])
+    data["environments"] = {ENV: env, LOCK_ENV: locked, DEPLOY_ENV: deploying,
+                            LOCK_DEPLOY_ENV: locked_deploy}
     path = base / "inventory.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path

@@ -17,7 +17,9 @@ import pytest
 from tests.e2e_support import said
 from tests.firewall_lab import (
     BACKEND_PORT,
+    DEPLOY_ENV,
     ENV,
+    LOCK_DEPLOY_ENV,
     LOCK_ENV,
     MISSING,
     SERVER_IP,
@@ -137,3 +139,27 @@ def test_extra_adapto_rule_is_deleted_foreign_rule_kept(lab: Lab) -> None:
     rules = after["hosts"][0]["plan"]["rules"]
     assert "allow 9000/tcp" in rules and not any("8081" in r for r in rules)
     assert after["hosts"][0]["plan"]["in_sync"] is True
+
+
+def test_deploy_applies_the_plan_when_the_inventory_asks(lab: Lab) -> None:
+    """deploy's one firewall step, seen through --dry-run: the real read, the commands
+    recorded, a lockout refused before anything is switched."""
+    reset = lab.in_client("ssh", "-i", str(lab.key), "-o",
+                          f"UserKnownHostsFile={lab.known_hosts}", "-o", "BatchMode=yes",
+                          f"root@{SERVER_IP}", "PATH=$PATH:/usr/sbin ufw --force reset")
+    assert reset.returncode == 0, reset.stderr
+    rules = lab.server_rules()
+    asked = lab.adapto("deploy", "-e", DEPLOY_ENV, "--dry-run", "--yes", "--json", timeout=300)
+    assert asked.returncode == 0, said(asked)
+    assert "ufw allow 22/tcp comment 'adapto: ssh'" in asked.stdout
+    assert "ufw --force enable" in asked.stdout
+    plain = lab.adapto("deploy", "-e", ENV, "--dry-run", "--yes", "--json", timeout=300)
+    assert plain.returncode == 0, said(plain)
+    assert "ufw " not in plain.stdout  # apply_on_deploy defaults to false
+    refused = lab.adapto("deploy", "-e", LOCK_DEPLOY_ENV, "--dry-run", "--yes", "--json",
+                         timeout=300)
+    assert refused.returncode == 2, said(refused)
+    assert [ln for ln in refused.stderr.splitlines() if ln.startswith("error:")] == [
+        "error: fw1: firewall.deny 22/tcp would block SSH port 22, which adapto is connected "
+        "through; remove it from firewall.deny"]
+    assert lab.server_rules() == rules and lab.connects(BACKEND_PORT)
