@@ -27,11 +27,12 @@ UFW_PATH = 'PATH="$PATH:/usr/sbin:/sbin"'
 def as_root(user: str, command: str) -> str:
     """A `ufw ...` command as ``user`` runs it: through `sudo -n` unless that is root.
 
-    `sudo -n` fails at once instead of waiting for a password nobody will type.
+    `sudo -n` fails at once instead of waiting for a password nobody will type; sudo's
+    own secure_path finds ufw (and sudoers may forbid setting PATH through it).
     """
     if user == "root":
         return f"{UFW_PATH} {command}"
-    return f"sudo -n {UFW_PATH} {command}"
+    return f"sudo -n {command}"
 
 
 def read_commands(user: str) -> list[str]:
