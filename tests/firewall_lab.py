@@ -111,6 +111,9 @@ def write_inventory(base: Path, key: Path) -> Path:
     env["hosts"] = [{"name": "fw1", "address": SERVER_IP, "port": 22, "user": "root",
                      "key_file": str(key), "roles": ["web", "backend"]}]
     env["sandbox"] = {"dir": str(base / "sandbox"), "postgres_port": None}
+    # What a deploy (--dry-run) would ship: a tiny frontend, the reference backend.
+    env["frontend"] = {"source": str(base / "frontend"), "build": None, "dist": "dist"}
+    env["backend"]["source"] = str(REPO / "reference" / "backend")
     env["firewall"] = {"manage": True, "allow": ["22/tcp", "80/tcp", "443/tcp"],
                        "deny": [f"{BACKEND_PORT}/tcp"]}
     env["secrets"] = {"names": ["SUPABASE_ANON_KEY"], "file": str(base / "secrets.env")}
@@ -118,11 +121,8 @@ def write_inventory(base: Path, key: Path) -> Path:
     locked = yaml.safe_load(yaml.safe_dump(env))
     locked["firewall"]["deny"] = ["22/tcp", f"{BACKEND_PORT}/tcp"]
     locked["firewall"]["allow"] = ["80/tcp", "443/tcp"]
-    # deploy with firewall.apply_on_deploy: a tiny frontend, the reference backend.
     deploying = yaml.safe_load(yaml.safe_dump(env))
     deploying["firewall"]["apply_on_deploy"] = True
-    deploying["frontend"] = {"source": str(base / "frontend"), "build": None, "dist": "dist"}
-    deploying["backend"]["source"] = str(REPO / "reference" / "backend")
     (base / "frontend" / "dist").mkdir(parents=True, exist_ok=True)
     (base / "frontend" / "dist" / "index.html").write_text("<!doctype html><p>fw</p>\n")
     locked_deploy = yaml.safe_load(yaml.safe_dump(deploying))

@@ -66,6 +66,11 @@ def test_apply_blocks_backend_keeps_ssh_and_https(lab: Lab) -> None:
     dry = lab.adapto("firewall", "apply", "-e", ENV, "--dry-run", "--yes")
     assert dry.returncode == 0, said(dry)
     assert "[dry-run] fw1:" in dry.stdout and "ufw --force enable" in dry.stdout
+    dry_json = lab.adapto("firewall", "apply", "-e", ENV, "--dry-run", "--yes", "--json")
+    assert dry_json.returncode == 0, said(dry_json)
+    recorded = json.loads(dry_json.stdout.strip().splitlines()[-1])["recorded"]
+    assert [c["command"].split(" ufw ", 1)[1] for c in recorded] == [
+        c.removeprefix("ufw ") for c in host["changes"]]
     assert lab.server_rules() == rules and lab.connects(BACKEND_PORT)
 
     started = time.perf_counter()

@@ -79,7 +79,7 @@ def apply_plan(transport: Transport, target: Target, reporter: Reporter, *,
         reporter.emit(Event("info", "firewall", f"kept (not adapto's): {rule.describe()}", host))
     outcome.applied = []
     for command in plan.changes:
-        with Step(reporter, host, "ufw", command):
+        with Step(reporter, host, "ufw (dry run)" if dry_run else "ufw", command):
             transport.run(as_root(target.host.user, command), what=command, timeout=120)
             outcome.applied.append(command)
     if plan.changes and not dry_run:
