@@ -10,12 +10,16 @@ def ssh_rule(host: Host) -> str:
 
 
 def ufw_commands(env: Environment, host: Host) -> list[str]:
-    """SSH first, then defaults, allows, denies, and only then `enable`."""
+    """SSH first, then defaults, allows, denies, and only then `enable`.
+
+    Each rule carries the comment `adapto firewall apply` marks its own rules with,
+    so a host set up with this script reads as in sync, not as foreign rules.
+    """
     allows = [ssh_rule(host)] + [r for r in env.firewall.allow if r != ssh_rule(host)]
     commands = [f"ufw allow {ssh_rule(host)} comment 'adapto: ssh'"]
     commands += ["ufw default deny incoming", "ufw default allow outgoing"]
-    commands += [f"ufw allow {rule}" for rule in allows[1:]]
-    commands += [f"ufw deny {rule}" for rule in env.firewall.deny]
+    commands += [f"ufw allow {rule} comment 'adapto: allow'" for rule in allows[1:]]
+    commands += [f"ufw deny {rule} comment 'adapto: deny'" for rule in env.firewall.deny]
     commands.append("ufw --force enable")
     return commands
 
