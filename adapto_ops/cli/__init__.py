@@ -13,6 +13,7 @@ from adapto_ops.cli import (  # noqa: F401  (each import registers its commands)
     config,
     db,
     deploy,
+    firewall,
     monitor,
     operate,
     sandbox,

@@ -2,7 +2,8 @@
 
 It prints sections, each headed by a line ``@@<name>``, in one SSH round
 trip: the PM2 daemon and its processes, nginx (running, ``nginx -t``), the
-current release, the certificate's dates, free disk under the root, ufw,
+current release, the certificate's dates, free disk under the root, ufw (state,
+rules, default policies) and the SSH port this session came in on,
 who listens on the backend ports, PM2's boot persistence and the last
 history line. :mod:`adapto_ops.facts` parses it.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import shlex
 
+from adapto_ops.commands import firewall as firewall_cmd
 from adapto_ops.commands import nginx as nginx_cmd
 from adapto_ops.inventory.model import Environment
 
@@ -77,7 +79,8 @@ LISTENER_SH = (
 )
 
 SECTIONS = ("pm2_daemon", "pm2", "pm2_startup", "nginx_running", "nginx_test", "release",
-            "certificate", "disk", "ufw", "listeners", "history", "probe", "database")
+            "certificate", "disk", "ufw", "ufw_added", "ufw_defaults", "ssh_port", "listeners",
+            "history", "probe", "database")
 
 
 def pm2_home() -> str:
@@ -144,9 +147,7 @@ def gather(env: Environment, user: str, probe: str | None = None,
         "echo @@disk",
         f"d={q(root)}; while [ ! -e \"$d\" ]; do d=$(dirname \"$d\"); done; "
         "df -Pk \"$d\" | tail -n 1",
-        "echo @@ufw",
-        "if command -v ufw >/dev/null 2>&1 || [ -x /usr/sbin/ufw ]; then "
-        "PATH=$PATH:/usr/sbin ufw status 2>&1 | head -n 40; else echo not-installed; fi",
+        *firewall_cmd.read_commands(user),
         "echo @@listeners",
         # "<port> <pid> <pid,parent,...> <command line>" per backend port somebody listens on.
         f"for p in {ports}; do " + LISTENER_SH + "; done",
