@@ -362,8 +362,8 @@ def test_gixy_finds_nothing_in_the_probe_token_map(tmp_path: Path) -> None:
 
 
 def test_sandbox_up_replaces_an_old_self_signed_leaf_with_a_ca_signed_one(tmp_path: Path) -> None:
-    from adapto_ops.sandbox import _ensure_cert, ca_paths
-    from adapto_ops.sandbox_files import sandbox_host
+    from adapto_ops.sandbox.files import sandbox_host
+    from adapto_ops.sandbox.lifecycle import _ensure_cert, ca_paths
     from adapto_ops.tls import write_self_signed
 
     text = (REPO / "inventory.yaml").read_text().replace("/var/tmp/adapto-sandbox",

@@ -247,7 +247,7 @@ def test_non_loopback_and_outside_paths_are_refused(tmp_path: Path) -> None:
 
 def test_purge_only_touches_marked_folders(tmp_path: Path) -> None:
     from adapto_ops.inventory.loader import parse_inventory
-    from adapto_ops.sandbox_files import MARKER, purge_targets, sandbox_host
+    from adapto_ops.sandbox.files import MARKER, purge_targets, sandbox_host
 
     inventory = write_inventory(tmp_path)
     loaded = parse_inventory(inventory.read_text(), inventory)
@@ -261,8 +261,9 @@ def test_purge_only_touches_marked_folders(tmp_path: Path) -> None:
 def test_missing_tool_fails_before_changing_anything(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from adapto_ops import sandbox, sandbox_files
     from adapto_ops.inventory.loader import load_inventory
+    from adapto_ops.sandbox import files as sandbox_files
+    from adapto_ops.sandbox import lifecycle as sandbox
 
     inventory = write_inventory(tmp_path)
     monkeypatch.setattr(sandbox_files, "SSHD", str(tmp_path / "no-sshd"))

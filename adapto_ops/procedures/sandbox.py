@@ -1,18 +1,18 @@
 """`adapto sandbox up|down|status`: the CLI's bodies (tables, notes, exit codes).
 
 The work is in :mod:`adapto_ops.sandbox` (sshd, nginx, PM2) and
-:mod:`adapto_ops.sandbox_postgres` (the environment's PostgreSQL).
+:mod:`adapto_ops.sandbox.postgres` (the environment's PostgreSQL).
 """
 
 from __future__ import annotations
 
 import time
 
-from adapto_ops import sandbox_postgres as spg
 from adapto_ops.inventory.loader import inventory_path, load_inventory
 from adapto_ops.output import console
-from adapto_ops.sandbox import down, sandbox_hosts, up
-from adapto_ops.sandbox_files import host_status
+from adapto_ops.sandbox import postgres as spg
+from adapto_ops.sandbox.files import host_status
+from adapto_ops.sandbox.lifecycle import down, sandbox_hosts, up
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:

@@ -1,6 +1,6 @@
 """A PostgreSQL cluster from Debian's server binaries, on loopback only.
 
-One implementation for `adapto sandbox up` (adapto_ops/sandbox_postgres.py,
+One implementation for `adapto sandbox up` (adapto_ops/sandbox/postgres.py,
 a durable cluster in the sandbox's folder) and the reference backend's tests
 (reference/backend/tests/pg_cluster.py re-exports this module: a throwaway one):
 

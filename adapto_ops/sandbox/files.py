@@ -5,7 +5,7 @@ section. Everything it runs (sshd, nginx, the PM2 daemon) keeps its state in
 folders the inventory names for that host; this module computes those paths,
 checks them, renders configuration text and reads pid files and /proc to
 tell whether the daemons run. Everything that writes, starts or stops is in
-:mod:`adapto_ops.sandbox`.
+:mod:`adapto_ops.sandbox.lifecycle`.
 """
 
 from __future__ import annotations

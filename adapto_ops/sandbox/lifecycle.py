@@ -3,7 +3,7 @@
 Each host of an environment with a ``sandbox:`` section becomes a real OpenSSH
 server on its loopback address, an nginx with its own prefix and a PM2 daemon
 with its own PM2_HOME, so `adapto deploy` can be rehearsed end to end over SSH
-on one machine. Paths and config text come from :mod:`adapto_ops.sandbox_files`;
+on one machine. Paths and config text come from :mod:`adapto_ops.sandbox.files`;
 this module does the local I/O. Every step checks before it acts, so `up` on a
 running sandbox only confirms it.
 """
@@ -23,13 +23,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from adapto_ops import sandbox_postgres as spg
 from adapto_ops.errors import AdaptoError, InventoryError, OperationFailed
 from adapto_ops.inventory.hosts import for_host
 from adapto_ops.inventory.loader import LoadedInventory
 from adapto_ops.inventory.model import Environment, Host
 from adapto_ops.inventory.secrets import parse_dotenv
-from adapto_ops.sandbox_files import (
+from adapto_ops.sandbox import postgres as spg
+from adapto_ops.sandbox.files import (
     INSTALL,
     MARKER,
     SESSION_PATH,
