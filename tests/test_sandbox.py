@@ -247,7 +247,7 @@ def test_non_loopback_and_outside_paths_are_refused(tmp_path: Path) -> None:
 
 def test_purge_only_touches_marked_folders(tmp_path: Path) -> None:
     from adapto_ops.inventory.loader import parse_inventory
-    from adapto_ops.sandbox.files import MARKER, purge_targets, sandbox_host
+    from adapto_ops.sandbox.hosts import MARKER, purge_targets, sandbox_host
 
     inventory = write_inventory(tmp_path)
     loaded = parse_inventory(inventory.read_text(), inventory)
@@ -262,11 +262,11 @@ def test_missing_tool_fails_before_changing_anything(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from adapto_ops.inventory.loader import load_inventory
-    from adapto_ops.sandbox import files as sandbox_files
     from adapto_ops.sandbox import lifecycle as sandbox
+    from adapto_ops.sandbox import procs
 
     inventory = write_inventory(tmp_path)
-    monkeypatch.setattr(sandbox_files, "SSHD", str(tmp_path / "no-sshd"))
-    with pytest.raises(sandbox.ToolMissing, match="sshd not found: apt-get install openssh-server"):
+    monkeypatch.setattr(procs, "SSHD", str(tmp_path / "no-sshd"))
+    with pytest.raises(procs.ToolMissing, match="sshd not found: apt-get install openssh-server"):
         sandbox.up(load_inventory(inventory), "sandbox")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["inventory.yaml"]

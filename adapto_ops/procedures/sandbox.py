@@ -11,8 +11,8 @@ import time
 from adapto_ops.inventory.loader import inventory_path, load_inventory
 from adapto_ops.output import console
 from adapto_ops.sandbox import postgres as spg
-from adapto_ops.sandbox.files import host_status
 from adapto_ops.sandbox.lifecycle import down, sandbox_hosts, up
+from adapto_ops.sandbox.status import host_status
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:

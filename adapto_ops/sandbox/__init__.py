@@ -1,11 +1,12 @@
 """`adapto sandbox`: local rehearsal servers on loopback (sshd, nginx, PM2, PostgreSQL).
 
-Modules, one job each: :mod:`.files` (paths, checks, config text, look-ups),
-:mod:`.lifecycle` (up/down), :mod:`.postgres` (the environment's cluster) and
-:mod:`.pg_cluster` (Debian's PostgreSQL binaries, shared with the tests).
+One job per module: :mod:`.hosts` (what a sandbox host is, its folders and
+checks), :mod:`.procs` (run, wait, stop local programs), :mod:`.sshd`,
+:mod:`.nginx`, :mod:`.pm2` and :mod:`.postgres` (one daemon each),
+:mod:`.pg_cluster` (Debian's PostgreSQL binaries, shared with the tests),
+:mod:`.status` (what runs) and :mod:`.lifecycle` (up and down).
 """
 
-from adapto_ops.sandbox.files import ToolMissing
 from adapto_ops.sandbox.lifecycle import (
     client_key_path,
     down,
@@ -13,5 +14,6 @@ from adapto_ops.sandbox.lifecycle import (
     sandbox_hosts,
     up,
 )
+from adapto_ops.sandbox.procs import ToolMissing
 
 __all__ = ["ToolMissing", "client_key_path", "down", "known_hosts_path", "sandbox_hosts", "up"]

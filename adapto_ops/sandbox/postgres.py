@@ -26,8 +26,9 @@ from urllib.parse import unquote, urlsplit
 
 from adapto_ops.errors import InventoryError, OperationFailed
 from adapto_ops.inventory.secrets import parse_dotenv
-from adapto_ops.sandbox.files import MARKER, PROTECTED, SandboxHost, ToolMissing, tcp_open
+from adapto_ops.sandbox.hosts import MARKER, PROTECTED, SandboxHost
 from adapto_ops.sandbox.pg_cluster import Cluster, ClusterError, provision, server_bin_dir
+from adapto_ops.sandbox.procs import ToolMissing, tcp_open
 
 # The secrets `up` writes; never given a random value like the other secrets.
 DATABASE_SECRETS = ("DATABASE_URL", "MIGRATION_DATABASE_URL")
