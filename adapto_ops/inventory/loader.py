@@ -108,7 +108,15 @@ def load_inventory(path: Path) -> LoadedInventory:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InventoryError(f"{path}: cannot read the inventory: {exc}") from None
-    return parse_inventory(text, path)
+    loaded = parse_inventory(text, path)
+    if any(env.sandbox for env in loaded.inventory.environments.values()):
+        # `sandbox up --hosts N` may have derived more rehearsal hosts than the file declares.
+        from adapto_ops.inventory.derived import with_derived_hosts
+
+        inventory = with_derived_hosts(loaded.inventory, loaded.base_dir, str(loaded.path))
+        if inventory is not loaded.inventory:
+            loaded = LoadedInventory(inventory=inventory, path=loaded.path)
+    return loaded
 
 
 def parse_inventory(text: str, path: Path) -> LoadedInventory:

@@ -49,7 +49,7 @@ def run_sandbox(action: str, inventory: str | None, env_name: str, count: int | 
         return 0
     started, notes = time.monotonic(), []
     results = (up(loaded, env_name, count, notes) if action == "up"
-               else down(loaded, env_name, count, purge))
+               else down(loaded, env_name, count, purge, notes))
     if action == "up":
         notes += [spg.note(sh, loaded.resolve(sh.env.secrets.file or ""))
                   for sh, _ in results if spg.holds_database(sh)]

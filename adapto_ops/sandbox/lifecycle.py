@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from adapto_ops.errors import AdaptoError, InventoryError, OperationFailed
+from adapto_ops.inventory.derived import derive_hosts, forget_count, write_count
 from adapto_ops.inventory.hosts import for_host
 from adapto_ops.inventory.loader import LoadedInventory
 from adapto_ops.inventory.model import Environment, Host
@@ -72,14 +73,23 @@ def sandbox_hosts(
         )
     if count is not None and count > len(env.hosts):
         raise InventoryError(
-            f"--hosts {count}: environment {env_name!r} declares {len(env.hosts)} host(s); "
-            f"add {count - len(env.hosts)} more to it in {loaded.path}"
+            f"--hosts {count}: sandbox {env_name!r} has {len(env.hosts)} host(s); "
+            f"`adapto sandbox up -e {env_name} --hosts {count}` derives the others from "
+            f"{env.hosts[0].name}"
         )
     hosts = [sandbox_host(loaded, env_name, h) for h in env.hosts[:count]]
     found = [p for sh in hosts for p in problems(sh)]
     if found:
         raise InventoryError(found[0], details=found)
     return hosts
+
+
+def _with_hosts(loaded: LoadedInventory, env_name: str, count: int) -> LoadedInventory:
+    """``loaded`` with ``env_name`` grown to ``count`` hosts derived from its first one."""
+    env = derive_hosts(loaded.environment(env_name), env_name, count, str(loaded.path))
+    environments = {**loaded.inventory.environments, env_name: env}
+    return LoadedInventory(loaded.inventory.model_copy(update={"environments": environments}),
+                           loaded.path)
 
 
 # --- up ------------------------------------------------------------------------------
@@ -137,12 +147,25 @@ def up(
 
     ``notes`` receives one line per generated secrets file (names only, never values).
     """
+    declared = len(loaded.environment(env_name).hosts)
+    grow = count is not None and count > declared and loaded.environment(env_name).sandbox
+    if grow:
+        assert count is not None
+        loaded = _with_hosts(loaded, env_name, count)
     hosts = sandbox_hosts(loaded, env_name, count)
     nginx_binary = hosts[0].env.nginx.binary
     tools = {name: find_tool(name, nginx_binary if name == "nginx" else None) for name in INSTALL}
     for sh in hosts:
         if not sshd_pid(sh):
             check_bindable(sh)
+    if grow:
+        assert count is not None
+        # Recorded before acting: a host that fails half-way up is still one `down` stops.
+        path = write_count(loaded.base_dir, env_name, count)
+        if notes is not None:
+            extra = ", ".join(f"{sh.name} ({sh.host.address})" for sh in hosts[declared:])
+            notes.append(f"derived {extra} from {hosts[0].name}; every -e {env_name} command "
+                         f"now acts on {count} hosts ({path}; `adapto sandbox down` forgets it)")
     pubs = {sh.client_key: ensure_client_key(sh.client_key, tools["ssh-keygen"]) for sh in hosts}
     secrets_files = {
         loaded.resolve(sh.env.secrets.file): sh.env.secrets.names
@@ -213,5 +236,12 @@ def down_host(sh: SandboxHost, purge: bool) -> str:
 
 
 def down(loaded: LoadedInventory, env_name: str, count: int | None = None,
-         purge: bool = False) -> list[tuple[SandboxHost, str]]:
-    return _each(sandbox_hosts(loaded, env_name, count), lambda sh: down_host(sh, purge))
+         purge: bool = False, notes: list[str] | None = None) -> list[tuple[SandboxHost, str]]:
+    """Stop the hosts; once all of them are down, forget any derived ones."""
+    hosts = sandbox_hosts(loaded, env_name, count)
+    results = _each(hosts, lambda sh: down_host(sh, purge))
+    if len(hosts) == len(loaded.environment(env_name).hosts) and \
+            forget_count(loaded.base_dir, env_name) and notes is not None:
+        notes.append(f"forgot the derived hosts: -e {env_name} means the hosts "
+                     f"{loaded.path.name} declares again")
+    return results
