@@ -18,6 +18,7 @@ import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from adapto_ops.errors import AdaptoError, InventoryError, OperationFailed
 from adapto_ops.inventory.derived import derive_hosts, forget_count, write_count
@@ -41,6 +42,7 @@ from adapto_ops.sandbox.procs import (
 from adapto_ops.sandbox.sshd import ensure_client_key, sshd_pid, up_sshd
 
 STOP_GRACE_S = 10.0
+T = TypeVar("T")
 
 
 # --- public look-ups (the deploy transport uses these) --------------------------
@@ -166,22 +168,36 @@ def up(
             extra = ", ".join(f"{sh.name} ({sh.host.address})" for sh in hosts[declared:])
             notes.append(f"derived {extra} from {hosts[0].name}; every -e {env_name} command "
                          f"now acts on {count} hosts ({path}; `adapto sandbox down` forgets it)")
-    pubs = {sh.client_key: ensure_client_key(sh.client_key, tools["ssh-keygen"]) for sh in hosts}
+    pubs = {sh.client_key: _local(lambda k=sh.client_key: ensure_client_key(
+        k, tools["ssh-keygen"]), f"the deploy key {sh.client_key}", "hosts[].key_file")
+        for sh in hosts}
     secrets_files = {
         loaded.resolve(sh.env.secrets.file): sh.env.secrets.names
         for sh in hosts if sh.env.secrets.file
     }
     for path, names in secrets_files.items():
         # The database URLs are written by the cluster's host below, never made up.
-        added = ensure_secrets(path, [n for n in names if n not in spg.DATABASE_SECRETS])
+        added = _local(lambda p=path, n=names: ensure_secrets(
+            p, [x for x in n if x not in spg.DATABASE_SECRETS]), f"the secrets file {path}",
+            "secrets.file")
         if added and notes is not None:
             notes.append(f"generated random {', '.join(added)} in {path}")
     return _each(hosts, lambda sh: up_host(sh, tools, pubs[sh.client_key], loaded.resolve(
-        sh.env.secrets.file) if sh.env.secrets.file else None))
+        sh.env.secrets.file) if sh.env.secrets.file else None), "up")
+
+
+def _local(make: Callable[[], T], what: str, field: str) -> T:
+    """Run ``make`` (which writes a local file); an OSError becomes one line naming it."""
+    try:
+        return make()
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise InventoryError(f"sandbox up: cannot write {what}: {exc.strerror or exc}{where}; "
+                             f"fix {field} in the inventory or that folder") from None
 
 
 def _each(
-    hosts: list[SandboxHost], action: Callable[[SandboxHost], str]
+    hosts: list[SandboxHost], action: Callable[[SandboxHost], str], verb: str
 ) -> list[tuple[SandboxHost, str]]:
     """Run ``action`` on every host at once; report every host that failed, not just one."""
     with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
@@ -192,8 +208,12 @@ def _each(
             results.append((sh, future.result()))
         except AdaptoError as exc:
             failed += exc.lines()
-        except (OSError, subprocess.SubprocessError) as exc:
-            failed.append(f"{sh.name}: {exc}")
+        except OSError as exc:
+            where = f" on {exc.filename}" if exc.filename else ""
+            failed.append(f"{sh.name}: sandbox {verb}: {exc.strerror or exc}{where}; check "
+                          "that path and the host's sandbox folders in the inventory")
+        except subprocess.SubprocessError as exc:
+            failed.append(f"{sh.name}: sandbox {verb}: {exc}")
     if failed:
         raise OperationFailed(failed[0], details=failed)
     return results
@@ -239,7 +259,7 @@ def down(loaded: LoadedInventory, env_name: str, count: int | None = None,
          purge: bool = False, notes: list[str] | None = None) -> list[tuple[SandboxHost, str]]:
     """Stop the hosts; once all of them are down, forget any derived ones."""
     hosts = sandbox_hosts(loaded, env_name, count)
-    results = _each(hosts, lambda sh: down_host(sh, purge))
+    results = _each(hosts, lambda sh: down_host(sh, purge), "down")
     if len(hosts) == len(loaded.environment(env_name).hosts) and \
             forget_count(loaded.base_dir, env_name) and notes is not None:
         notes.append(f"forgot the derived hosts: -e {env_name} means the hosts "
