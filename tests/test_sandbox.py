@@ -207,11 +207,14 @@ def test_environment_without_sandbox_section_is_refused(
 
 
 @pytest.mark.e2e
-def test_more_hosts_than_declared_is_refused(sandbox: Sandbox, sandbox_cli: Cli) -> None:
-    result = sandbox_cli("sandbox", "up", "--hosts", "5", "-i", str(sandbox.inventory))
+def test_more_hosts_than_there_are_is_refused_but_by_up(sandbox: Sandbox,
+                                                         sandbox_cli: Cli) -> None:
+    # Only `up` derives hosts (tests/test_init_sandbox_e2e.py); status and down refuse.
+    result = sandbox_cli("sandbox", "status", "--hosts", "5", "-i", str(sandbox.inventory))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "declares 2 host(s)" in lines[0]
+    assert len(lines) == 1 and "has 2 host(s)" in lines[0], lines
+    assert "`adapto sandbox up -e sandbox --hosts 5` derives the others" in lines[0]
 
 
 @pytest.mark.e2e

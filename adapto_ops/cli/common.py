@@ -85,15 +85,13 @@ def run(action: Callable[[], T]) -> T:
 
 
 def _command_name() -> str:
-    """`adapto <group> <command>` of the running command (from click's context)."""
-    import click
-
-    ctx = click.get_current_context(silent=True)
-    names: list[str] = []
-    while ctx is not None and ctx.parent is not None:
-        names.insert(0, ctx.info_name or "")
-        ctx = ctx.parent
-    return " ".join(["adapto", *filter(None, names)])
+    """`adapto <group> <command>` as typed: the first words of argv that are not options."""
+    words: list[str] = []
+    for arg in sys.argv[1:3]:
+        if arg.startswith("-"):
+            break
+        words.append(arg)
+    return " ".join(["adapto", *words])
 
 
 def os_error_line(exc: OSError) -> str:
