@@ -144,6 +144,14 @@ def test_unreadable_secrets_file_is_named(tmp_path: Path) -> None:
         "(one NAME=value per line) or point secrets.file elsewhere")
 
 
+def test_an_inventory_that_is_a_folder_is_named(tmp_path: Path) -> None:
+    result = adapto("status", "-e", "production", "-i", str(tmp_path))
+    assert result.returncode == 2, said(result)
+    assert error_line(result) == (f"error: {tmp_path}: cannot read the inventory: Is a "
+                                  "directory; point -i (or $ADAPTO_INVENTORY) at the inventory "
+                                  "file")
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or bool(tools_missing()), reason="sandbox tools, root")
 def test_sandbox_up_under_a_file_names_the_path(tmp_path: Path) -> None:
     blocker = tmp_path / "blocker"

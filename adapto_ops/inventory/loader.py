@@ -107,7 +107,9 @@ def load_inventory(path: Path) -> LoadedInventory:
             f"or point at it with -i PATH (or ${ENV_VAR})"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InventoryError(f"{path}: cannot read the inventory: {exc}") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InventoryError(f"{path}: cannot read the inventory: {reason}; point -i (or "
+                             f"${ENV_VAR}) at the inventory file") from None
     loaded = parse_inventory(text, path)
     if any(env.sandbox for env in loaded.inventory.environments.values()):
         # `sandbox up --hosts N` may have derived more rehearsal hosts than the file declares.
