@@ -19,6 +19,7 @@ CERT_MIN_DAYS = 7
 
 
 def render_nginx_conf(sh: SandboxHost) -> str:
+    """The sandbox nginx's main config: its prefix, pid and logs, and its sites-enabled."""
     return render_template(
         "sandbox/nginx.conf.j2",
         {
@@ -73,6 +74,7 @@ def ensure_cert(sh: SandboxHost) -> bool:
 
 
 def up_nginx(sh: SandboxHost, nginx: str) -> bool:
+    """Start (or reload on a changed config or certificate) the host's nginx; True if started."""
     renewed = ensure_cert(sh)
     changed = write_file(sh.nginx_conf, render_nginx_conf(sh))
     pid = nginx_pid(sh)

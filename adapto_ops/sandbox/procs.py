@@ -55,6 +55,7 @@ def find_tool(name: str, binary: str | None = None) -> str:
 def run(
     argv: list[str], env: dict[str, str] | None = None, timeout: float = 60
 ) -> tuple[int, str]:
+    """Run ``argv`` to completion; (exit code, stdout and stderr together)."""
     # Output goes to a file, not a pipe: daemons started here would inherit a
     # pipe and keep the reader waiting for EOF long after the command returned.
     with tempfile.TemporaryFile() as out:
@@ -67,6 +68,7 @@ def run(
 
 
 def must(host: str, argv: list[str], env: dict[str, str] | None = None) -> str:
+    """Run ``argv``; its output, or OperationFailed naming ``host`` and its last line."""
     code, output = run(argv, env)
     if code != 0:
         lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
@@ -77,6 +79,7 @@ def must(host: str, argv: list[str], env: dict[str, str] | None = None) -> str:
 
 
 def wait_for(done: Callable[[], object], timeout: float) -> bool:
+    """Poll ``done`` every 50 ms for up to ``timeout`` seconds; True once it is truthy."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if done():

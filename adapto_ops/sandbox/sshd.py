@@ -25,6 +25,7 @@ def known_hosts_line(address: str, port: int, public_key: str) -> str:
 
 
 def render_sshd_config(sh: SandboxHost) -> str:
+    """The host's sshd_config: its address and port, host key, authorized key, PM2_HOME."""
     return render_template(
         "sandbox/sshd_config.j2",
         {
@@ -54,6 +55,7 @@ def ensure_client_key(path: Path, keygen: str) -> str:
 
 
 def up_sshd(sh: SandboxHost, keygen: str, client_pub: str) -> bool:
+    """Keys, config, then start (or SIGHUP on a changed config) sshd; True if started."""
     new_key = not sh.host_key.exists()
     if new_key:
         must(sh.name, [keygen, "-q", "-t", "ed25519", "-N", "", "-C", f"adapto-sandbox-{sh.name}",
