@@ -51,7 +51,9 @@ class Selection:
             return
         from adapto_ops.sandbox.status import require_up
 
-        require_up(self.loaded, self.env_name, [t.host for t in self.targets])
+        # A host adapto runs on itself (the installed monitor) needs no sshd of its own.
+        require_up(self.loaded, self.env_name,
+                   [t.host for t in self.targets if t.host.connection != "local"])
 
     def secrets(self) -> SecretValues:
         return resolve_secrets(self.env.secrets.names, self.secrets_file)
