@@ -17,6 +17,7 @@ import signal
 import subprocess
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -149,37 +150,40 @@ def up(
 
     ``notes`` receives one line per generated secrets file (names only, never values).
     """
-    declared = len(loaded.environment(env_name).hosts)
-    grow = count is not None and count > declared and loaded.environment(env_name).sandbox
-    if grow:
-        assert count is not None
-        loaded = _with_hosts(loaded, env_name, count)
+    env = loaded.environment(env_name)
+    declared = len(env.hosts)
+    # --hosts beyond the declared hosts: derive the others from the first one.
+    grown = count if count is not None and env.sandbox and count > declared else None
+    if grown is not None:
+        loaded = _with_hosts(loaded, env_name, grown)
     hosts = sandbox_hosts(loaded, env_name, count)
     nginx_binary = hosts[0].env.nginx.binary
     tools = {name: find_tool(name, nginx_binary if name == "nginx" else None) for name in INSTALL}
     for sh in hosts:
         if not sshd_pid(sh):
             check_bindable(sh)
-    if grow:
-        assert count is not None
+    if grown is not None:
         # Recorded before acting: a host that fails half-way up is still one `down` stops.
-        path = write_count(loaded.base_dir, env_name, count)
+        path = write_count(loaded.base_dir, env_name, grown)
         if notes is not None:
             extra = ", ".join(f"{sh.name} ({sh.host.address})" for sh in hosts[declared:])
             notes.append(f"derived {extra} from {hosts[0].name}; every -e {env_name} command "
-                         f"now acts on {count} hosts ({path}; `adapto sandbox down` forgets it)")
-    pubs = {sh.client_key: _local(lambda k=sh.client_key: ensure_client_key(
-        k, tools["ssh-keygen"]), f"the deploy key {sh.client_key}", "hosts[].key_file")
-        for sh in hosts}
+                         f"now acts on {grown} hosts ({path}; `adapto sandbox down` forgets it)")
+    pubs: dict[Path, str] = {}
+    for sh in hosts:
+        if sh.client_key not in pubs:
+            pubs[sh.client_key] = _local(partial(ensure_client_key, sh.client_key,
+                                                 tools["ssh-keygen"]),
+                                         f"the deploy key {sh.client_key}", "hosts[].key_file")
     secrets_files = {
         loaded.resolve(sh.env.secrets.file): sh.env.secrets.names
         for sh in hosts if sh.env.secrets.file
     }
     for path, names in secrets_files.items():
         # The database URLs are written by the cluster's host below, never made up.
-        added = _local(lambda p=path, n=names: ensure_secrets(
-            p, [x for x in n if x not in spg.DATABASE_SECRETS]), f"the secrets file {path}",
-            "secrets.file")
+        wanted = [n for n in names if n not in spg.DATABASE_SECRETS]
+        added = _local(partial(ensure_secrets, path, wanted), f"the secrets file {path}",
+                       "secrets.file")
         if added and notes is not None:
             notes.append(f"generated random {', '.join(added)} in {path}")
     return _each(hosts, lambda sh: up_host(sh, tools, pubs[sh.client_key], loaded.resolve(
