@@ -27,8 +27,7 @@ from tests.e2e_support import REPO, Cli, adapto, said, sandbox_marks
 FIXTURE = REPO / "tests" / "fixtures" / "tiny-project"
 PROJECT = "tiny"
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600),
-              *sandbox_marks(("npm",))]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600), *sandbox_marks(("npm",))]
 
 
 @dataclass(frozen=True)
