@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from adapto_ops.errors import OperationFailed
+from adapto_ops.errors import InventoryError, OperationFailed
 from adapto_ops.inventory.model import Host
 from adapto_ops.remote_shell import RemoteShell, ShellLost
 
@@ -129,6 +129,15 @@ class LineStream:
             pass  # the connection is gone already
 
 
+def _check_readable(path: Path, what: str, fix: str) -> None:
+    """Raise a one-line error naming ``path`` when it cannot be opened for reading."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise InventoryError(f"{what}: {exc.strerror or exc}; {fix}") from None
+
+
 class SSHTransport:
     """A Fabric connection to ``host``; the host key must be known (no trust on first use)."""
 
@@ -158,7 +167,14 @@ class SSHTransport:
         )
         client = self._connection.client
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        where = f"{host.user}@{host.address}:{host.port} ({host.name})"
+        if key_file is not None:
+            _check_readable(key_file, f"{where}: cannot read key_file {key_file}",
+                            "fix hosts[].key_file in the inventory, or make the key with "
+                            f"`ssh-keygen -t ed25519 -f {key_file}`")
         if known_hosts is not None:
+            _check_readable(known_hosts, f"{where}: cannot read known_hosts {known_hosts}",
+                            "a sandbox host writes it with `adapto sandbox up`")
             client.load_host_keys(str(known_hosts))
         else:
             client.load_system_host_keys()
@@ -183,10 +199,13 @@ class SSHTransport:
                 ) from None
             raise OperationFailed(f"{where}: SSH failed: {exc}") from None
         except TimeoutError:
-            raise OperationFailed(f"{where}: unreachable (connection timed out)") from None
+            raise OperationFailed(f"{where}: unreachable (connection timed out); check the "
+                                  "host's address and port, and that a firewall lets SSH "
+                                  "through") from None
         except OSError as exc:
             reason = exc.strerror or str(exc)
-            raise OperationFailed(f"{where}: unreachable ({reason})") from None
+            raise OperationFailed(f"{where}: unreachable ({reason}); check the host's address "
+                                  "and port, and that sshd runs there") from None
 
     def run(
         self,

@@ -44,6 +44,17 @@ class Selection:
         """The untracked dotenv file secrets may come from (default .secrets/<env>.env)."""
         return self.loaded.resolve(self.env.secrets.file or f".secrets/{self.env_name}.env")
 
+    def require_sandbox_up(self) -> None:
+        """For a sandbox environment: fail, naming `adapto sandbox up`, if a selected host is
+        down. Called before a command connects (and before deploy builds)."""
+        if self.env.sandbox is None:
+            return
+        from adapto_ops.sandbox.status import require_up
+
+        # A host adapto runs on itself (the installed monitor) needs no sshd of its own.
+        require_up(self.loaded, self.env_name,
+                   [t.host for t in self.targets if t.host.connection != "local"])
+
     def secrets(self) -> SecretValues:
         return resolve_secrets(self.env.secrets.names, self.secrets_file)
 

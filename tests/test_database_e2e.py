@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from adapto_ops.inventory.secrets import parse_dotenv
-from adapto_ops.pg_cluster import Cluster, server_bin_dir
+from adapto_ops.sandbox.pg_cluster import Cluster, server_bin_dir
 from tests.e2e_support import Cli, said, sandbox_marks
 from tests.operate_sandbox import ENV, OpBox, Slot, deployed_sandbox
 

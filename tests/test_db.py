@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from adapto_ops.commands import db as db_cmd
-from adapto_ops.pg_cluster import Cluster
-from adapto_ops.sandbox_postgres import _password, names, set_secrets
+from adapto_ops.sandbox.pg_cluster import Cluster
+from adapto_ops.sandbox.postgres import _password, names, set_secrets
 
 
 def test_status_output_is_parsed_into_names_and_total() -> None:

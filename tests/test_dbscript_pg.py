@@ -2,7 +2,7 @@
 
 No sandbox: the script reads a shared .env under a temporary root, exactly as
 on a host, and is fed on stdin as `recover database` feeds it. One cluster for
-the module (adapto_ops.pg_cluster, Debian's binaries as the postgres user).
+the module (adapto_ops.sandbox.pg_cluster, Debian's binaries as the postgres user).
 Each fault is real: a wrong password, a missing database, TLS required from a
 server without it, a name that does not resolve, an idle transaction, every
 connection slot taken, the server stopped.
@@ -22,7 +22,7 @@ import pytest
 from adapto_ops.commands import dbscript
 from adapto_ops.dbdiag import Diagnosis, connection_finding, findings, parse_diagnosis
 from adapto_ops.layout import ReleaseLayout
-from adapto_ops.pg_cluster import (
+from adapto_ops.sandbox.pg_cluster import (
     Cluster,
     DatabaseUrls,
     provision,

@@ -362,8 +362,8 @@ def test_gixy_finds_nothing_in_the_probe_token_map(tmp_path: Path) -> None:
 
 
 def test_sandbox_up_replaces_an_old_self_signed_leaf_with_a_ca_signed_one(tmp_path: Path) -> None:
-    from adapto_ops.sandbox import _ensure_cert, ca_paths
-    from adapto_ops.sandbox_files import sandbox_host
+    from adapto_ops.sandbox.hosts import sandbox_host
+    from adapto_ops.sandbox.nginx import ca_paths, ensure_cert
     from adapto_ops.tls import write_self_signed
 
     text = (REPO / "inventory.yaml").read_text().replace("/var/tmp/adapto-sandbox",
@@ -376,10 +376,10 @@ def test_sandbox_up_replaces_an_old_self_signed_leaf_with_a_ca_signed_one(tmp_pa
     assert ca == Path(str(sh.env.health.ca_file)) and ca.parent == sh.sdir / "tls"
     # What an older `sandbox up` left: a self-signed leaf and no CA.
     write_self_signed(sh.env.nginx.server_names, cert, key)
-    assert _ensure_cert(sh) is True
+    assert ensure_cert(sh) is True
     assert issued_by(cert, ca) and oct(ca_key.stat().st_mode & 0o777) == "0o600"
-    assert _ensure_cert(sh) is False  # good as it is: left alone
+    assert ensure_cert(sh) is False  # good as it is: left alone
     write_signed(["other.adapto.test"], cert, key, ca, ca_key)
-    assert _ensure_cert(sh) is True  # not for the site's names: replaced
+    assert ensure_cert(sh) is True  # not for the site's names: replaced
     assert describe_certificate(_der(cert), sh.env.nginx.canonical_name).startswith(
         "unknown issuer")  # valid for the name; only the CA is unknown without ca_file

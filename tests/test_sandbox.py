@@ -207,11 +207,14 @@ def test_environment_without_sandbox_section_is_refused(
 
 
 @pytest.mark.e2e
-def test_more_hosts_than_declared_is_refused(sandbox: Sandbox, sandbox_cli: Cli) -> None:
-    result = sandbox_cli("sandbox", "up", "--hosts", "5", "-i", str(sandbox.inventory))
+def test_more_hosts_than_there_are_is_refused_but_by_up(sandbox: Sandbox,
+                                                         sandbox_cli: Cli) -> None:
+    # Only `up` derives hosts (tests/test_init_sandbox_e2e.py); status and down refuse.
+    result = sandbox_cli("sandbox", "status", "--hosts", "5", "-i", str(sandbox.inventory))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "declares 2 host(s)" in lines[0]
+    assert len(lines) == 1 and "has 2 host(s)" in lines[0], lines
+    assert "`adapto sandbox up -e sandbox --hosts 5` derives the others" in lines[0]
 
 
 @pytest.mark.e2e
@@ -247,7 +250,7 @@ def test_non_loopback_and_outside_paths_are_refused(tmp_path: Path) -> None:
 
 def test_purge_only_touches_marked_folders(tmp_path: Path) -> None:
     from adapto_ops.inventory.loader import parse_inventory
-    from adapto_ops.sandbox_files import MARKER, purge_targets, sandbox_host
+    from adapto_ops.sandbox.hosts import MARKER, purge_targets, sandbox_host
 
     inventory = write_inventory(tmp_path)
     loaded = parse_inventory(inventory.read_text(), inventory)
@@ -261,11 +264,12 @@ def test_purge_only_touches_marked_folders(tmp_path: Path) -> None:
 def test_missing_tool_fails_before_changing_anything(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from adapto_ops import sandbox, sandbox_files
     from adapto_ops.inventory.loader import load_inventory
+    from adapto_ops.sandbox import lifecycle as sandbox
+    from adapto_ops.sandbox import procs
 
     inventory = write_inventory(tmp_path)
-    monkeypatch.setattr(sandbox_files, "SSHD", str(tmp_path / "no-sshd"))
-    with pytest.raises(sandbox.ToolMissing, match="sshd not found: apt-get install openssh-server"):
+    monkeypatch.setattr(procs, "SSHD", str(tmp_path / "no-sshd"))
+    with pytest.raises(procs.ToolMissing, match="sshd not found: apt-get install openssh-server"):
         sandbox.up(load_inventory(inventory), "sandbox")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["inventory.yaml"]

@@ -73,6 +73,35 @@ def run(action: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(130) from None
+    except OSError as exc:
+        # Last resort: the sources name what they were doing; this names at least the
+        # command, the file and the error, never a traceback (-v shows it).
+        if _verbose_requested():
+            import traceback
+
+            traceback.print_exc()
+        typer.echo(f"error: {os_error_line(exc)}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _command_name() -> str:
+    """`adapto <group> <command>` as typed: the first words of argv that are not options."""
+    words: list[str] = []
+    for arg in sys.argv[1:3]:
+        if arg.startswith("-"):
+            break
+        words.append(arg)
+    return " ".join(["adapto", *words])
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an OSError nothing closer handled: command, what failed, where, next."""
+    what = exc.strerror or type(exc).__name__
+    paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+    where = f" on {paths}" if paths else ""
+    errno = f" (errno {exc.errno})" if exc.errno else ""
+    return (f"{_command_name()}: {what}{where}{errno}; check that path and its permissions, "
+            "then run it again (-v shows where it happened)")
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON event per line (for CI)")]

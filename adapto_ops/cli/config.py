@@ -67,8 +67,14 @@ def init(
     project: Annotated[str, typer.Option(help="project name")] = "my-platform",
     domain: Annotated[str, typer.Option(help="the site's domain")] = "example.com",
     address: Annotated[str, typer.Option(help="production server address")] = "203.0.113.10",
+    sandbox_address: Annotated[str, typer.Option(
+        help="loopback address of the `sandbox` environment's first host")] = "127.0.0.2",
+    sandbox_dir: Annotated[str, typer.Option(
+        help="folder for the sandbox's files (a <project> folder is made in it)")
+    ] = "/var/tmp/adapto-sandbox",
 ) -> None:
-    """Write a commented starter inventory.yaml; never overwrites an existing file.
+    """Write a commented starter inventory.yaml (production, and its rehearsal on loopback
+    as environment `sandbox`); never overwrites an existing file.
 
     Example: adapto init --project shop --domain shop.example.com
     """
@@ -76,7 +82,11 @@ def init(
     def body() -> None:
         from adapto_ops.procedures.init import write_starter_inventory
 
-        write_starter_inventory(path, project=project, domain=domain, address=address)
-        typer.echo(f"wrote {path}; next: adapto render all -e production -i {path}")
+        write_starter_inventory(path, project=project, domain=domain, address=address,
+                                sandbox_address=sandbox_address, sandbox_dir=sandbox_dir)
+        where = "" if path == Path("inventory.yaml") else f" -i {path}"
+        typer.echo(f"wrote {path}; next: adapto render all -e production{where} --check, "
+                   f"or rehearse: adapto sandbox up{where} && "
+                   f"adapto deploy all -e sandbox{where}")
 
     run(body)

@@ -78,6 +78,10 @@ def open_transport(selection: Selection, target: Target) -> Transport:
         from adapto_ops.local import LocalTransport
 
         return LocalTransport(target.host)
+    if selection.env.sandbox is not None:
+        from adapto_ops.sandbox.status import require_up
+
+        require_up(selection.loaded, selection.env_name, [target.host])
     return SSHTransport(
         target.host,
         key_file=client_key_path(selection.loaded, target.host),
@@ -192,6 +196,7 @@ def deploy(selection: Selection, options: DeployOptions, reporter: Reporter) -> 
 
     started = time.perf_counter()
     env = selection.env
+    selection.require_sandbox_up()  # before the secrets it provides and before the build
     secret_values = selection.secrets()
     if options.dry_run and secret_values.missing:
         reporter.emit(Event("warn", "secrets", f"not set: {', '.join(secret_values.missing)}"))

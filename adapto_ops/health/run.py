@@ -84,6 +84,7 @@ def _check_ca_files(selection: Selection) -> None:
 
 def run_checks(selection: Selection) -> list[CheckResult]:
     """Every check of every selected host, run concurrently; results grouped by host."""
+    selection.require_sandbox_up()  # its CA file and hosts come with `sandbox up`
     _check_ca_files(selection)
     secret_values = selection.secrets()
     jobs: list[tuple[Target, list[Future[list[CheckResult]]]]] = []

@@ -107,8 +107,18 @@ def load_inventory(path: Path) -> LoadedInventory:
             f"or point at it with -i PATH (or ${ENV_VAR})"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise InventoryError(f"{path}: cannot read the inventory: {exc}") from None
-    return parse_inventory(text, path)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InventoryError(f"{path}: cannot read the inventory: {reason}; point -i (or "
+                             f"${ENV_VAR}) at the inventory file") from None
+    loaded = parse_inventory(text, path)
+    if any(env.sandbox for env in loaded.inventory.environments.values()):
+        # `sandbox up --hosts N` may have derived more rehearsal hosts than the file declares.
+        from adapto_ops.inventory.derived import with_derived_hosts
+
+        inventory = with_derived_hosts(loaded.inventory, loaded.base_dir, str(loaded.path))
+        if inventory is not loaded.inventory:
+            loaded = LoadedInventory(inventory=inventory, path=loaded.path)
+    return loaded
 
 
 def parse_inventory(text: str, path: Path) -> LoadedInventory:

@@ -453,7 +453,7 @@ class Sandbox(Strict):
     # Per host: sshd config and keys, PM2_HOME, pid files. Usually has {host}.
     dir: AbsPath
     # The environment's PostgreSQL cluster runs on its first host, on that host's own
-    # loopback address and this port; null: no cluster (adapto_ops/sandbox_postgres.py).
+    # loopback address and this port; null: no cluster (adapto_ops/sandbox/postgres.py).
     postgres_port: Port | None = 5432
     # Its folder (default <dir>/postgres); the postgres user must be able to reach it.
     postgres_dir: AbsPath | None = None

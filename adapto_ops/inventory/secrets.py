@@ -75,7 +75,13 @@ def resolve_secrets(
     environ = os.environ if environ is None else environ
     from_file: dict[str, str] = {}
     if secrets_file is not None and secrets_file.is_file():
-        from_file = parse_dotenv(secrets_file.read_text(encoding="utf-8"))
+        try:
+            from_file = parse_dotenv(secrets_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise SecretError(f"{secrets_file}: cannot read the secrets file: {reason}; fix "
+                              "it (one NAME=value per line) or point secrets.file elsewhere"
+                              ) from None
     values: dict[str, str] = {}
     missing: list[str] = []
     for name in names:

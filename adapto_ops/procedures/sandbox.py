@@ -1,18 +1,18 @@
 """`adapto sandbox up|down|status`: the CLI's bodies (tables, notes, exit codes).
 
 The work is in :mod:`adapto_ops.sandbox` (sshd, nginx, PM2) and
-:mod:`adapto_ops.sandbox_postgres` (the environment's PostgreSQL).
+:mod:`adapto_ops.sandbox.postgres` (the environment's PostgreSQL).
 """
 
 from __future__ import annotations
 
 import time
 
-from adapto_ops import sandbox_postgres as spg
 from adapto_ops.inventory.loader import inventory_path, load_inventory
 from adapto_ops.output import console
-from adapto_ops.sandbox import down, sandbox_hosts, up
-from adapto_ops.sandbox_files import host_status
+from adapto_ops.sandbox import postgres as spg
+from adapto_ops.sandbox.lifecycle import down, sandbox_hosts, up
+from adapto_ops.sandbox.status import host_status
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]]) -> None:
@@ -49,7 +49,7 @@ def run_sandbox(action: str, inventory: str | None, env_name: str, count: int | 
         return 0
     started, notes = time.monotonic(), []
     results = (up(loaded, env_name, count, notes) if action == "up"
-               else down(loaded, env_name, count, purge))
+               else down(loaded, env_name, count, purge, notes))
     if action == "up":
         notes += [spg.note(sh, loaded.resolve(sh.env.secrets.file or ""))
                   for sh, _ in results if spg.holds_database(sh)]

@@ -1,10 +1,10 @@
 """The backend tests' PostgreSQL cluster: adapto's own implementation, re-exported.
 
-One cluster starter for the repository (adapto_ops/pg_cluster.py): `adapto
+One cluster starter for the repository (adapto_ops/sandbox/pg_cluster.py): `adapto
 sandbox up` runs the same code, so the tests exercise what the sandbox runs.
 """
 
-from adapto_ops.pg_cluster import (
+from adapto_ops.sandbox.pg_cluster import (
     FAST_SETTINGS,
     Cluster,
     ClusterError,

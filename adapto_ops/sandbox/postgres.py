@@ -1,6 +1,6 @@
 """The sandbox's PostgreSQL: one cluster per sandbox environment, on its first host.
 
-`adapto sandbox up` runs Debian's server binaries (adapto_ops/pg_cluster.py,
+`adapto sandbox up` runs Debian's server binaries (adapto_ops/sandbox/pg_cluster.py,
 the same code the reference backend's tests use) in the first host's
 postgres folder, listening on that host's own loopback address only, and
 provisions what the backend's migrations expect: the database, a migration
@@ -26,8 +26,9 @@ from urllib.parse import unquote, urlsplit
 
 from adapto_ops.errors import InventoryError, OperationFailed
 from adapto_ops.inventory.secrets import parse_dotenv
-from adapto_ops.pg_cluster import Cluster, ClusterError, provision, server_bin_dir
-from adapto_ops.sandbox_files import MARKER, PROTECTED, SandboxHost, ToolMissing, tcp_open
+from adapto_ops.sandbox.hosts import MARKER, PROTECTED, SandboxHost
+from adapto_ops.sandbox.pg_cluster import Cluster, ClusterError, provision, server_bin_dir
+from adapto_ops.sandbox.procs import ToolMissing, tcp_open
 
 # The secrets `up` writes; never given a random value like the other secrets.
 DATABASE_SECRETS = ("DATABASE_URL", "MIGRATION_DATABASE_URL")
