@@ -170,6 +170,15 @@ def seconds(result: Cli, step: str) -> float | None:
     return round(done[0]["elapsed_s"], 1) if done else None
 
 
+def step_times(result: Cli) -> dict[str, float]:
+    """Seconds of each finished step on our host (repeated steps summed): where time goes."""
+    times: Counter[str] = Counter()
+    for event in events(result):
+        if event.get("host") == HOST and event["kind"] == "ok" and "elapsed_s" in event:
+            times[event["step"]] += event["elapsed_s"]
+    return {step: round(s, 1) for step, s in times.items()}
+
+
 def get(url: str, *, site: bool = True) -> dict[str, Any]:
     response = httpx.get(url, headers={"Host": SERVER_NAME} if site else {}, verify=False,
                          timeout=10, trust_env=False)
@@ -245,7 +254,7 @@ def check_posts(box: Box, figures: Figures, label: str) -> None:
 
 
 def under_load(box: Box, label: str, action: Any) -> tuple[Cli, Figures, float]:
-    with MixedLoad(ORIGIN, SERVER_NAME, get_connections=8, post_connections=4, rate=120,
+    with MixedLoad(ORIGIN, SERVER_NAME, get_connections=8, post_connections=4, rate=80,
                    max_seconds=300) as load:
         time.sleep(1.0)
         started = time.perf_counter()
@@ -273,7 +282,8 @@ def test_first_deploy_runs_npm_ci_next_build_and_npm_start(box: Box) -> None:
     build = [e for e in step_events(result, "build") if e["kind"] == "ok"]
     assert build and "npm run build" in build[0]["message"], step_events(result, "build")
     box.record("first_deploy", {"total_s": round(took, 1), "npm_ci_s": seconds(result, "deps"),
-                                "next_build_s": seconds(result, "build")})
+                                "next_build_s": seconds(result, "build"),
+                                "steps": step_times(result)})
 
     backend = box.release_dir(release)
     next_dir = backend / ".next"
@@ -326,7 +336,7 @@ def test_changed_route_rolls_out_under_load_with_no_failed_get(box: Box) -> None
     body = assert_serving(box, release)
     assert body["variant"] == 2
     box.record("changed_route_deploy", {"total_s": round(took, 1),
-                                        "next_build_s": seconds(result, "build")})
+                                        "steps": step_times(result)})
 
     assert figures.get.failed == 0, figures.line()
     assert figures.get.releases[previous] > 0 and figures.get.releases[release] > 0, figures.line()
@@ -356,14 +366,15 @@ def test_rollback_under_load_serves_the_previous_release(box: Box) -> None:
     first_build = build_identity(box, first)
 
     def rollback() -> Cli:
-        return adapto("rollback", "-e", ENV, "-i", str(box.inventory), "--yes", timeout=300)
+        return adapto("rollback", "-e", ENV, "-i", str(box.inventory), "--yes", "--json",
+                      timeout=300)
 
     result, figures, took = under_load(box, "rollback", rollback)
     assert result.returncode == 0, said(result)
     body = assert_serving(box, first)
     assert "variant" not in body
     assert build_identity(box, first) == first_build
-    box.record("rollback", {"total_s": round(took, 1)})
+    box.record("rollback", {"total_s": round(took, 1), "steps": step_times(result)})
     assert figures.get.failed == 0, figures.line()
     assert figures.get.releases[second] > 0 and figures.get.releases[first] > 0, figures.line()
     check_posts(box, figures, "rollback")
@@ -392,7 +403,8 @@ def test_same_sources_again_reuse_the_build_as_a_copy(box: Box) -> None:
     assert builds[0]["message"].startswith("cached (key "), builds
     assert builds[0]["data"]["from"] == second, builds
     assert step_events(result, "deps") == []
-    box.record("cached_build_deploy", {"total_s": round(took, 1), "event": builds[0]["message"]})
+    box.record("cached_build_deploy", {"total_s": round(took, 1), "event": builds[0]["message"],
+                                       "steps": step_times(result)})
 
     body = assert_serving(box, release)
     assert body["variant"] == 2 and body["build"] == second_build[0].strip()
