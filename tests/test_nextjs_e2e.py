@@ -13,6 +13,7 @@ The tests run in file order and build on one another (one sandbox, one history):
    counted (and no message recorded twice); the previous release's `.next`
    untouched; `node_modules` reused by hash, no `npm ci`;
 3. rollback under load: the previous release answers, 0 failed GETs;
+3b. `pm2 delete` of an instance: `next start` finishes its in-flight request;
 4. the same sources again (--force): `next build` does not run, the build of
    the release built from them is copied in (never linked).
 Figures go to stdout (`pytest -s`) and to FIGURES as JSON.
@@ -378,6 +379,47 @@ def test_rollback_under_load_serves_the_previous_release(box: Box) -> None:
     assert figures.get.failed == 0, figures.line()
     assert figures.get.releases[second] > 0 and figures.get.releases[first] > 0, figures.line()
     check_posts(box, figures, "rollback")
+
+
+# --- 3b. PM2 stopping an instance lets `next start` finish what it accepted ---------------
+
+
+@pytest.mark.timeout(120)
+def test_stopped_instance_finishes_its_in_flight_request(box: Box) -> None:
+    """PM2's SIGINT (kill_timeout 8 s here) reaches `next start` through `npm start`, and
+    next drains: a 3 s request sent before `pm2 delete` still answers 201, recorded once."""
+    import threading
+
+    name = f"{box.data['environments'][ENV]['backend']['name']}-{PORTS[0]}"
+    answer: dict[str, Any] = {}
+
+    def slow_post() -> None:
+        started = time.perf_counter()
+        try:
+            response = httpx.post(f"http://{ADDRESS}:{PORTS[0]}/api/messages", timeout=20,
+                                  trust_env=False, json={"text": "slow", "client_id": "drain",
+                                                         "delay_ms": 3000})
+            answer.update(status=response.status_code, body=response.json())
+        except httpx.HTTPError as exc:
+            answer["error"] = repr(exc)
+        answer["seconds"] = time.perf_counter() - started
+
+    sender = threading.Thread(target=slow_post)
+    sender.start()
+    time.sleep(0.7)  # the request is in the handler's 3 s wait
+    started = time.perf_counter()
+    env = {**os.environ, "PM2_HOME": str(box.base / HOST / "pm2")}
+    stop = run_to_files(["pm2", "delete", name], env, 60)
+    stopped_after = time.perf_counter() - started
+    sender.join(30)
+    assert stop.returncode == 0, said(stop)
+    assert answer.get("status") == 201, answer
+    assert answer["seconds"] >= 2.9 and stopped_after >= 1.5, (answer, stopped_after)
+    assert messages(box)["drain"] == 1
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://{ADDRESS}:{PORTS[0]}/api/health", timeout=5, trust_env=False)
+    box.record("drain", {"in_flight_answer_s": round(answer["seconds"], 1),
+                         "pm2_delete_s": round(stopped_after, 1)})
 
 
 # --- 4. the same sources again: the build cache covers `next build` ------------------------
