@@ -38,7 +38,7 @@ def test_key_changes_with_each_input_and_only_with_those() -> None:
     changed_file = MANIFEST | {"backend/package.json": Entry("e" * 64, 20, 0o644)}
     others = [key(manifest=changed_file), key(deps_hash="d2"),
               key(command="npm run build:prod"), key(node_version="v22.1.0"),
-              key(node_version=None)]
+              key(node_version=None), key(env_text="NEXT_PUBLIC_API=x\n")]
     assert base not in others and len(set(others)) == len(others)
     # The frontend is not an input of the backend's build.
     frontend_changed = MANIFEST | {"dist/index.html": Entry("f" * 64, 30, 0o644)}

@@ -8,8 +8,9 @@ shared or written through, and the build command does not run.
 
 The key is what decides the build's output: the backend's files (their hashes
 from the deploy's manifest), the dependencies (``deps_hash``: lockfile, package
-manifest and install command), the build command, and the host's Node version
-(read with the release state, by the node that reads it).
+manifest and install command), the build command, the host's Node version (read
+with the release state, by the node that reads it), and the env file (`next
+build` reads `.env` and inlines NEXT_PUBLIC_* values; only its hash is kept).
 """
 
 from __future__ import annotations
@@ -25,11 +26,11 @@ if TYPE_CHECKING:
 
 
 def build_key(manifest: Manifest, deps_hash: str | None, command: str,
-              node_version: str | None) -> str:
+              node_version: str | None, env_text: str = "") -> str:
     """Identity of a backend build's inputs (24 hex digits)."""
     backend = {p: e for p, e in manifest.items() if p.startswith("backend/")}
     digest = hashlib.sha256(json.dumps(to_json(backend), sort_keys=True).encode())
-    for part in (str(deps_hash), command, node_version or "node?"):
+    for part in (str(deps_hash), command, node_version or "node?", env_text):
         digest.update(b"\0" + part.encode())
     return digest.hexdigest()[:24]
 

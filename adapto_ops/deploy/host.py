@@ -258,7 +258,8 @@ class HostDeployer:
         has_build = restart_backend and bool(self.env.backend.build)
         key = cached = None
         if self.env.backend.build:
-            key = build_key(manifest, deps_hash, self.env.backend.build, state.node)
+            key = build_key(manifest, deps_hash, self.env.backend.build, state.node,
+                            env_file.text)
             cached = cached_build(state, key) if has_build else None
         # A backend hard-linked from the previous release keeps that release's build.
         kept_key = prev_meta.get("build_key") if not has_build else None
