@@ -17,7 +17,7 @@ import pytest
 
 from adapto_ops.commands import release as rel
 from adapto_ops.deploy.backend_build import build_key, cached_build
-from adapto_ops.deploy.host import HostState, ReleaseInfo, parse_state
+from adapto_ops.deploy.host import HostState, ReleaseInfo
 from adapto_ops.deploy.manifest import EXCLUDED_NAMES, Entry, build_manifest
 from adapto_ops.layout import ReleaseLayout
 
@@ -54,11 +54,6 @@ def test_cached_build_is_the_newest_complete_release_with_the_key() -> None:
     assert cached_build(state, "k") == "r2"  # r4's build never completed
     assert cached_build(state, "none") is None
     assert cached_build(HostState(None, [ReleaseInfo("r1", True, None)], None), "k") is None
-
-
-def test_state_carries_the_node_version() -> None:
-    assert parse_state('{"releases": [], "node": "v20.20.2"}').node == "v20.20.2"
-    assert parse_state("").node is None
 
 
 def test_a_local_next_build_is_not_shipped(tmp_path: Path) -> None:

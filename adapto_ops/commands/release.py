@@ -29,7 +29,6 @@ for (const id of names) {
                      live: fs.existsSync(path.join(dir, '.adapto-live')), meta});
 }
 try { out.lock = fs.readFileSync(path.join(root, '.adapto', 'lock'), 'utf8'); } catch (e) {}
-out.node = process.version;  // the node that runs the backend's build: part of its cache key
 process.stdout.write(JSON.stringify(out));
 """
 

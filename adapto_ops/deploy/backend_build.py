@@ -8,8 +8,8 @@ shared or written through, and the build command does not run.
 
 The key is what decides the build's output: the backend's files (their hashes
 from the deploy's manifest), the dependencies (``deps_hash``: lockfile, package
-manifest and install command), the build command, the host's Node version (read
-with the release state, by the node that reads it), and the env file (`next
+manifest and install command), the build command, the host's Node version (one
+`node --version` when a build is due), and the env file (`next
 build` reads `.env` and inlines NEXT_PUBLIC_* values; only its hash is kept).
 """
 

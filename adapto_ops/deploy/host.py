@@ -90,7 +90,6 @@ class HostState:
     current: str | None
     releases: list[ReleaseInfo]
     lock: str | None
-    node: str | None = None  # the host's `node --version`: part of the backend build key
 
     def release(self, release_id: str | None) -> ReleaseInfo | None:
         return next((r for r in self.releases if r.id == release_id), None)
@@ -121,7 +120,7 @@ def parse_state(text: str) -> HostState:
     data = json.loads(text or "{}")
     releases = [ReleaseInfo(r["id"], bool(r["complete"]), r.get("meta"), bool(r.get("live")))
                 for r in data.get("releases", [])]
-    return HostState(data.get("current"), releases, data.get("lock"), data.get("node"))
+    return HostState(data.get("current"), releases, data.get("lock"))
 
 
 def probe_address(target: Target) -> str:
@@ -257,10 +256,10 @@ class HostDeployer:
                             nginx_file, unchanged_from=previous.id, deps_hash=deps_hash)
         has_build = restart_backend and bool(self.env.backend.build)
         key = cached = None
-        if self.env.backend.build:
-            key = build_key(manifest, deps_hash, self.env.backend.build, state.node,
-                            env_file.text)
-            cached = cached_build(state, key) if has_build else None
+        if has_build:
+            key = build_key(manifest, deps_hash, str(self.env.backend.build),
+                            self._node_version(), env_file.text)
+            cached = cached_build(state, key)
         # A backend hard-linked from the previous release keeps that release's build.
         kept_key = prev_meta.get("build_key") if not has_build else None
 
@@ -320,6 +319,14 @@ class HostDeployer:
                         deps_hash=deps_hash, env_text=env_file.text,
                         dist_changed=previous is None or any(
                             p.startswith("dist/") for p in plan.send + plan.delete))
+
+    def _node_version(self) -> str | None:
+        """`node --version` on the host (the build cache's key): one round trip, only
+        when the backend is about to be built."""
+        result = self.t.run("node --version", check=False, mutates=False,
+                            what="node version (build cache key)")
+        version = result.stdout.strip() if result.ok else ""
+        return version or None
 
     def _upload_progress(self) -> Callable[[int, int], None]:
         """Progress events for the upload, at most every 0.2 s (a terminal redraws them)."""
