@@ -60,13 +60,15 @@ def release_lock(layout: ReleaseLayout, token: str) -> str:
 
 def apply_bundle(layout: ReleaseLayout, release_id: str, previous: str | None, *,
                  link_backend: bool, deps_hash: str | None, deps_dir: str,
-                 finish: bool) -> str:
+                 finish: bool, backend_from: str | None = None) -> str:
     """One round trip: new release folder, changed files from the tarball on stdin, deletions.
 
     The new release starts as hard links of the previous one (no space, no
     transfer); files that change are replaced by tar --unlink-first, never
     written through, so the previous release stays intact. A backend with a
     build step gets a real copy instead, because builds rewrite files in place.
+    ``backend_from``: a release built from the same inputs (the build cache);
+    the backend is a real copy of that release's, build output included.
     Prints READY when dependencies for ``deps_hash`` exist (they are linked and,
     with ``finish``, the release is marked complete), NEEDS_DEPS otherwise.
     """
@@ -81,10 +83,16 @@ def apply_bundle(layout: ReleaseLayout, release_id: str, previous: str | None, *
         prev = q(layout.release(previous))
         lines.append(f"mkdir -p {new}")
         lines.append(f"cp -al {prev}/dist {new}/dist 2>/dev/null || mkdir -p {new}/dist")
+    else:
+        lines.append(f"mkdir -p {new}/dist")
+    if backend_from:
+        # Same sources as ours, so the tarball's backend files rewrite them unchanged.
+        lines.append(f"cp -a {q(layout.release(backend_from))}/backend {new}/backend")
+    elif previous:
         copy = "cp -al" if link_backend else "cp -a"
         lines.append(f"{copy} {prev}/backend {new}/backend 2>/dev/null || mkdir -p {new}/backend")
     else:
-        lines.append(f"mkdir -p {new}/dist {new}/backend")
+        lines.append(f"mkdir -p {new}/backend")
     lines += [
         f"tar -xzf - --unlink-first --no-same-owner -C {q(layout.root)}",
         f"if [ -f {new}/{DELETE_LIST} ]; then",

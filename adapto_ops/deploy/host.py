@@ -35,6 +35,7 @@ from adapto_ops.commands import pm2 as pm2_cmd
 from adapto_ops.commands import release as rel
 from adapto_ops.commands.probe import ProbeResult, http_probe, parse_probe
 from adapto_ops.deploy.artifacts import Artifacts
+from adapto_ops.deploy.backend_build import build_key, cached_build
 from adapto_ops.deploy.manifest import (
     Manifest,
     UploadPlan,
@@ -253,6 +254,14 @@ class HostDeployer:
                 and prev_meta.get("content_hash") == identity):
             return Prepared(release_id, previous, plan, 0, False, previous.backend_release,
                             nginx_file, unchanged_from=previous.id, deps_hash=deps_hash)
+        has_build = restart_backend and bool(self.env.backend.build)
+        key = cached = None
+        if has_build:
+            key = build_key(manifest, deps_hash, str(self.env.backend.build),
+                            self._node_version(), env_file.text)
+            cached = cached_build(state, key)
+        # A backend hard-linked from the previous release keeps that release's build.
+        kept_key = prev_meta.get("build_key") if not has_build else None
 
         meta = {
             "id": release_id, "revision": artifacts.revision, "deployer": artifacts.deployer,
@@ -260,6 +269,7 @@ class HostDeployer:
             "components": list(artifacts.components), "backend_release": backend_release,
             "deps_hash": deps_hash, "carried": carried, "content_hash": identity,
             "dist_hash": dist_hash(manifest), "backend_hash": backend_identity,
+            "build_key": key if has_build else kept_key, "build_from": cached,
             # What the folder really holds, carried assets included, so that the
             # next deploy can drop them (they are kept for one release only).
             "manifest": to_json(manifest | {p: prev_manifest[p] for p in carried}),
@@ -277,13 +287,13 @@ class HostDeployer:
             generated.append((f"{base}{rel.DELETE_LIST}",
                               b"\0".join(p.encode() for p in plan.delete), 0o600))
         dep_dir = ".venv" if self.env.backend.kind == "python" else "node_modules"
-        has_build = restart_backend and bool(self.env.backend.build)
         with self.step("upload", f"{len(plan.send)} changed, {plan.unchanged} unchanged") as s:
             blob = tarball(plan.send, artifacts.sources, manifest, prefix=base, extra=generated)
             result = self.t.run(
                 rel.apply_bundle(self.layout, release_id, previous.id if previous else None,
                                  link_backend=not has_build, deps_hash=deps_hash,
-                                 deps_dir=dep_dir, finish=not has_build),
+                                 deps_dir=dep_dir, finish=not has_build or bool(cached),
+                                 backend_from=cached),
                 stdin=blob, timeout=1800, what="upload the release",
                 progress=self._upload_progress())
             sent = len(plan.send)
@@ -294,17 +304,29 @@ class HostDeployer:
                       "deleted": len(plan.delete)}
         if "NEEDS_DEPS" in result.stdout and deps_hash:
             self._install_dependencies(release_id, deps_hash, dep_dir)
-        if has_build:
-            with self.step("build", f"backend: {self.env.backend.build}"):
+        if has_build and cached:
+            # The copy made by apply_bundle already holds that release's build output.
+            self.reporter.emit(Event("ok", "build", f"cached (key {key}, from release "
+                                     f"{cached})", self.name, {"key": key, "from": cached}))
+        elif has_build:
+            with self.step("build", f"backend: {self.env.backend.build} (key {key})"):
                 self.t.run(rel.run_in(release_dir + "/backend", self.env.backend.build),
                            timeout=1800, what="backend build")
-        if "NEEDS_DEPS" in result.stdout or has_build:
+        if "NEEDS_DEPS" in result.stdout or (has_build and not cached):
             self.t.run(rel.mark_complete(self.layout, release_id), what="mark release complete")
         return Prepared(release_id, previous, plan, len(blob), restart_backend, backend_release,
                         nginx_file, {env_file.path: env_file.shown, ecosystem.path: ecosystem.text},
                         deps_hash=deps_hash, env_text=env_file.text,
                         dist_changed=previous is None or any(
                             p.startswith("dist/") for p in plan.send + plan.delete))
+
+    def _node_version(self) -> str | None:
+        """`node --version` on the host (the build cache's key): one round trip, only
+        when the backend is about to be built."""
+        result = self.t.run("node --version", check=False, mutates=False,
+                            what="node version (build cache key)")
+        version = result.stdout.strip() if result.ok else ""
+        return version or None
 
     def _upload_progress(self) -> Callable[[int, int], None]:
         """Progress events for the upload, at most every 0.2 s (a terminal redraws them)."""

@@ -19,9 +19,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-# Never shipped: dependency folders are installed on the host, secrets are linked there.
+# Never shipped: dependency folders are installed on the host, secrets are linked there,
+# and a local `next build` output (.next/) is rebuilt per release on the host.
 EXCLUDED_NAMES = frozenset(
-    {".git", "node_modules", ".venv", "__pycache__", ".env", ".pytest_cache", ".DS_Store"}
+    {".git", "node_modules", ".venv", "__pycache__", ".env", ".pytest_cache", ".DS_Store",
+     ".next"}
 )
 
 
