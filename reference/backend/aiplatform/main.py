@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from aiplatform import __version__, config, errors, logs
+from aiplatform import __version__, config, drain, errors, logs
 from aiplatform.agent import agent_for, close_agent
 from aiplatform.agent.service import web_chat_answerer
 from aiplatform.db import pool
@@ -87,7 +87,11 @@ def create_app(settings: config.Settings | None = None) -> FastAPI:
                    knowledge.router, agent.router, widget.router, telegram.router, probe.router):
         app.include_router(router)
     app.add_middleware(RequestContext, max_body=settings.max_body)
+    # Outermost: while the instance drains, every answer closes its connection.
+    app.add_middleware(drain.CloseWhenDraining)
     return app
 
 
+# Under uvicorn, SIGTERM/SIGINT drains before shutting down (aiplatform/drain.py).
+drain.install()
 app = create_app()
