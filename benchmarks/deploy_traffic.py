@@ -316,6 +316,8 @@ def main() -> int:
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--rate", type=float, default=RATE)
     parser.add_argument("--json", action="store_true", help="the rows as JSON lines too")
+    parser.add_argument("--no-drain", action="store_true",
+                        help="the backend without its drain (DRAIN_TIMEOUT_S=0): the before")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("error: run as root: the sandbox runs sshd and nginx as root", file=sys.stderr)
@@ -331,6 +333,8 @@ def main() -> int:
     def unlimited(env: dict[str, Any]) -> None:
         env["nginx"]["rate_limits"] = {"api": {"rate": "10000r/s", "burst": 10000},
                                        "auth": {"rate": "5r/m", "burst": 10}}
+        if args.no_drain:
+            env["backend"]["env"] = {**env["backend"].get("env", {}), "DRAIN_TIMEOUT_S": "0"}
 
     try:
         with deployed_sandbox(base, slot, adjust=unlimited) as box:
@@ -340,7 +344,8 @@ def main() -> int:
                             box.sdir / "nginx" / "logs" / "error.log", box.nginx_pid_file,
                             base / "frontend" / "dist")
             print(f"deploy traffic: {CONNECTIONS} TLS connections at {args.rate:.0f} req/s "
-                  f"through nginx on {slot.address}:{slot.https_port}; load average "
+                  f"through nginx on {slot.address}:{slot.https_port}; backend drain "
+                  f"{'off' if args.no_drain else 'on'}; load average "
                   f"{os.getloadavg()[0]:.2f}", flush=True)
             rows = measure_traffic(
                 box.cli, target, scenarios=args.scenarios.split(","),

@@ -19,7 +19,7 @@ intends, never the server under the client:
 3. never close an idle connection ourselves: wait until nginx has closed
    them all (its upstream ``keepalive_timeout`` is 4 s, below uvicorn's 5 s
    idle timeout), at most ``DRAIN_TIMEOUT_S`` (default 5 s; PM2's
-   kill_timeout must leave room for it);
+   kill_timeout must leave room for it; 0 turns the drain off);
 4. then uvicorn's own shutdown (in-flight requests finish, lifespan ends).
 
 uvicorn has no hook between signal and shutdown, and PM2 starts the backend
@@ -48,7 +48,8 @@ state = _State()
 
 
 def drain_timeout_s() -> float:
-    """How long to wait for nginx to close its connections (DRAIN_TIMEOUT_S, default 5)."""
+    """How long to wait for nginx to close its connections (DRAIN_TIMEOUT_S, default 5;
+    0 turns the drain off: uvicorn's own shutdown, as before)."""
     try:
         return max(0.0, float(os.environ.get("DRAIN_TIMEOUT_S", "5")))
     except ValueError:
@@ -89,6 +90,9 @@ def _http_connections(server: Any) -> list[Any]:
 
 async def drain(server: Any, sockets: list[Any] | None = None) -> None:
     """Steps 1-3 of the module docstring on a running ``uvicorn.Server``."""
+    timeout = drain_timeout_s()
+    if timeout <= 0:
+        return
     try:
         listeners, connections = list(server.servers), server.server_state.connections
     except AttributeError as exc:  # another uvicorn: its own shutdown only
@@ -101,7 +105,7 @@ async def drain(server: Any, sockets: list[Any] | None = None) -> None:
     for sock in sockets or []:
         sock.close()
     open_at_start = len(_http_connections(server))
-    deadline = started + drain_timeout_s()
+    deadline = started + timeout
     while _http_connections(server) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     left = len(_http_connections(server))
