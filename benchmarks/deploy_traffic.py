@@ -21,7 +21,12 @@ too (benchmarks/_reload_race.py).
 Library use (benchmarks/deploy.py calls it on its own sandbox)::
 
     from deploy_traffic import Target, measure_traffic
-    rows = measure_traffic(run, Target(...))  # run(*args) runs `adapto ARGS -e ENV -i INV`
+    target = Target.from_sandbox(secrets_file, sandbox_dir / host, address, https_port, name)
+    rows = measure_traffic(run, target)  # run(*args) runs `adapto ARGS -e ENV -i INV`
+
+The sandbox's inventory must list ADAPTO_PROBE_TOKEN and MIGRATION_DATABASE_URL
+in secrets.names (the repository's sandbox does) and run backend.migrate, so
+that migration 0005 (probe_requests) is applied.
 
 Command line: brings up its own sandbox on 127.0.0.191 (SSH 2391, HTTPS 8491,
 backends 3191/3192) under /var/tmp/adapto-bench-traffic-<pid> and purges it
@@ -91,6 +96,19 @@ class Target:
     def url(self, path: str) -> str:
         """https://address:port/path."""
         return f"https://{self.address}:{self.https_port}{path}"
+
+    @classmethod
+    def from_sandbox(cls, secrets_file: Path, sandbox_dir: Path, address: str, https_port: int,
+                     server_name: str, frontend_dist: Path | None = None) -> Target:
+        """A sandbox host made by `adapto sandbox up`: the probe token and the migration
+        owner's URL from its secrets file, nginx's files under ``sandbox_dir`` (<dir>/<host>)."""
+        sys.path.insert(0, str(REPO))
+        from adapto_ops.inventory.secrets import parse_dotenv
+
+        secrets = parse_dotenv(secrets_file.read_text())
+        return cls(address, https_port, server_name, secrets["ADAPTO_PROBE_TOKEN"],
+                   secrets["MIGRATION_DATABASE_URL"], sandbox_dir / "nginx" / "logs" / "error.log",
+                   sandbox_dir / "nginx" / "logs" / "nginx.pid", frontend_dist)
 
 
 class TrafficRunner(LoadRunner):
@@ -323,7 +341,6 @@ def main() -> int:
         print("error: run as root: the sandbox runs sshd and nginx as root", file=sys.stderr)
         return 2
     sys.path.insert(0, str(REPO))
-    from adapto_ops.inventory.secrets import parse_dotenv
     from tests.operate_sandbox import SERVER_NAME, Slot, deployed_sandbox
 
     slot = Slot("127.0.0.191", 2391, 8191, 8491, (3191, 3192))
@@ -338,11 +355,9 @@ def main() -> int:
 
     try:
         with deployed_sandbox(base, slot, adjust=unlimited) as box:
-            secrets = parse_dotenv((base / ".adapto" / "secrets.env").read_text())
-            target = Target(slot.address, slot.https_port, SERVER_NAME,
-                            secrets["ADAPTO_PROBE_TOKEN"], secrets["MIGRATION_DATABASE_URL"],
-                            box.sdir / "nginx" / "logs" / "error.log", box.nginx_pid_file,
-                            base / "frontend" / "dist")
+            target = Target.from_sandbox(base / ".adapto" / "secrets.env", box.sdir,
+                                         slot.address, slot.https_port, SERVER_NAME,
+                                         base / "frontend" / "dist")
             print(f"deploy traffic: {CONNECTIONS} TLS connections at {args.rate:.0f} req/s "
                   f"through nginx on {slot.address}:{slot.https_port}; backend drain "
                   f"{'off' if args.no_drain else 'on'}; load average "

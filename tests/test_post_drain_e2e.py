@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 
-from adapto_ops.inventory.secrets import parse_dotenv
 from benchmarks.deploy_traffic import Target, measure_one
 from tests.e2e_support import sandbox_marks
 from tests.operate_sandbox import SERVER_NAME, OpBox, Slot, deployed_sandbox
@@ -45,10 +44,8 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpBox]:
 
 
 def target(box: OpBox) -> Target:
-    secrets = parse_dotenv((box.base / ".adapto" / "secrets.env").read_text())
-    return Target(SLOT.address, SLOT.https_port, SERVER_NAME, secrets["ADAPTO_PROBE_TOKEN"],
-                  secrets["MIGRATION_DATABASE_URL"], box.sdir / "nginx" / "logs" / "error.log",
-                  box.nginx_pid_file)
+    return Target.from_sandbox(box.base / ".adapto" / "secrets.env", box.sdir, SLOT.address,
+                               SLOT.https_port, SERVER_NAME)
 
 
 def drains_logged(log_dir: Path) -> list[dict[str, Any]]:
