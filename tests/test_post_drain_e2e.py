@@ -1,4 +1,5 @@
-"""POST traffic across `deploy backend --force`: 0 failed, 0 processed twice, 0 lost.
+"""POST traffic across `deploy backend --force` and `deploy frontend`: 0 failed, 0 processed
+twice, 0 lost.
 
 One sandbox on its own loopback slot (127.0.0.192). 16 TLS connections POST
 /api/probe/record through nginx, each with a unique id, from 1 s before the
@@ -9,7 +10,9 @@ under nginx fails the request (502): the backend's drain (aiplatform/drain.py)
 lets nginx close them instead. The deploy must fail no POST, no id may be
 stored twice, and every 2xx must be stored; nginx must log no upstream reset
 or premature close (the race itself), and each replaced instance must have
-logged its drain.
+logged its drain. A frontend deploy switches `current` without reloading
+nginx (a reload closes idle client keep-alive connections under clients'
+requests), and still serves the new files at once.
 """
 
 from __future__ import annotations
@@ -45,7 +48,15 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpBox]:
 
 def target(box: OpBox) -> Target:
     return Target.from_sandbox(box.base / ".adapto" / "secrets.env", box.sdir, SLOT.address,
-                               SLOT.https_port, SERVER_NAME)
+                               SLOT.https_port, SERVER_NAME, box.base / "frontend" / "dist")
+
+
+def nginx_workers(box: OpBox) -> set[int]:
+    """The worker processes of the sandbox's nginx master (a reload replaces them)."""
+    master = box.nginx_pid()
+    assert master is not None
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return {int(pid) for pid in children}
 
 
 def drains_logged(log_dir: Path) -> list[dict[str, Any]]:
@@ -74,3 +85,17 @@ def test_post_load_across_deploy_backend_fails_nothing_and_nothing_twice(box: Op
     assert all(d["left"] == 0 for d in drains), drains
     health = box.get()
     assert health.status_code == 200, health.text  # still serving after the deploy
+
+
+def test_post_load_across_deploy_frontend_fails_nothing_and_needs_no_reload(box: OpBox) -> None:
+    workers = nginx_workers(box)
+    row = measure_one(box.cli, target(box), "deploy frontend", "POST",
+                      args=("deploy", "frontend", "--skip-build", "--yes"))
+    assert row["exit"] == 0, row
+    assert row["requests"] >= 100, row
+    assert (row["failed"], row["duplicates"], row["missing"]) == (0, 0, 0), row
+    # The new dist is served at once, by the same nginx workers: no reload happened.
+    marker = (box.base / "frontend" / "dist" / "deploy-traffic.txt").read_text()
+    served = box.get("/deploy-traffic.txt")
+    assert (served.status_code, served.text) == (200, marker)
+    assert nginx_workers(box) == workers
