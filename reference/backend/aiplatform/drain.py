@@ -109,8 +109,10 @@ async def drain(server: Any, sockets: list[Any] | None = None) -> None:
     while _http_connections(server) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     left = len(_http_connections(server))
+    # connections: HTTP ones open when the drain began; left: still open at its end
+    # (closed by uvicorn's shutdown next); websockets: closed by it with a close frame.
     logs.log("info", event="drained", connections=open_at_start, left=left,
-             ms=round((time.monotonic() - started) * 1000), total=len(connections))
+             ms=round((time.monotonic() - started) * 1000), websockets=len(connections) - left)
 
 
 def install() -> None:
