@@ -15,8 +15,10 @@ run), paced at 300 requests/s in total:
 Failed = any status but 200 or a transport error, by kind: 502, reset (the
 connection closed or reset before an answer), timeout, other. New lines of
 nginx's error log are counted by cause, with a few sample lines as evidence.
-Optionally the reload race on idle client keep-alive connections is counted
-too (benchmarks/_reload_race.py).
+Scenario "nginx reload" (10 SIGHUPs under the load) and method "GET/resend"
+(a browser-like client) show what a reload costs under load; the reload race
+on idle client keep-alive connections is counted on its own too
+(benchmarks/_reload_race.py).
 
 Library use (benchmarks/deploy.py calls it on its own sandbox)::
 
@@ -32,7 +34,8 @@ Command line: brings up its own sandbox on 127.0.0.191 (SSH 2391, HTTPS 8491,
 backends 3191/3192) under /var/tmp/adapto-bench-traffic-<pid> and purges it
 at the end. Run as root:
 
-    python3 benchmarks/deploy_traffic.py [--runs 3] [--reloads 50] [--json]
+    python3 benchmarks/deploy_traffic.py [--runs 3] [--reloads 50] [--json] [--no-drain]
+    python3 benchmarks/deploy_traffic.py --scenarios "nginx reload" --methods GET,GET/resend,POST
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 import uuid
@@ -67,11 +71,14 @@ RATE = 300.0
 LEAD_S = 1.0
 CAP_S = 60.0
 CAP_REQUESTS = 30000
+RELOADS_UNDER_LOAD = 10  # the "nginx reload" scenario: SIGHUPs, 0.5 s apart
 SCENARIOS: dict[str, tuple[str, ...]] = {
     "deploy backend": ("deploy", "backend", "--force", "--yes"),
     # The dist gets one changed file first, so the switch reloads nginx.
     "deploy frontend": ("deploy", "frontend", "--skip-build", "--yes"),
     "rollback": ("rollback", "--yes"),
+    # Not adapto: SIGHUP to nginx's master (what a site config change costs).
+    "nginx reload": (),
 }
 NGINX_CAUSES = {"upstream prematurely closed": "upstream prematurely closed",
                 "reset by upstream": "(104: Connection reset by peer)",
@@ -112,7 +119,12 @@ class Target:
 
 
 class TrafficRunner(LoadRunner):
-    """LoadRunner sending GET /api/health or POST /api/probe/record with unique ids."""
+    """LoadRunner sending GET /api/health or POST /api/probe/record with unique ids.
+
+    Method "GET/resend" is a browser-like client: a GET whose reused connection
+    ends before any byte of the answer is resent ONCE on a new connection, as
+    Chromium and Firefox do for idempotent requests; the others never resend.
+    """
 
     def __init__(self, target: Target, method: str, run_id: str, **kwargs: Any) -> None:
         path = PROBE_PATH if method == "POST" else HEALTH_PATH
@@ -120,10 +132,20 @@ class TrafficRunner(LoadRunner):
         self.method, self.run_id, self.token = method, run_id, target.probe_token
         self.sent: list[str] = []
         self.ok: set[str] = set()
+        self.resent = 0
 
     async def _get(self, client: httpx.AsyncClient) -> httpx.Response:
+        import httpx
+
         headers = {"X-Adapto-Probe": self.token}
         ext = {"sni_hostname": self.server_name}
+        if self.method == "GET/resend":
+            try:
+                return await client.get(self.url, headers=headers, extensions=ext)
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+                # httpx raises these before any answer byte on a dropped keep-alive connection.
+                self.resent += 1
+                return await client.get(self.url, headers=headers, extensions=ext)
         if self.method != "POST":
             return await client.get(self.url, headers=headers, extensions=ext)
         rid = f"{self.run_id}-{len(self.sent)}"
@@ -213,7 +235,14 @@ def measure_one(run: Callable[..., Any], target: Target, scenario: str, method: 
     runner = TrafficRunner(target, method, run_id, connections=connections, rate=rate,
                            max_seconds=CAP_S, max_requests=CAP_REQUESTS)
     log = NginxLog(target.nginx_error_log)
-    result, outcome, took = under_load(runner, lambda: run(*args))
+
+    def reloads() -> None:
+        for _ in range(RELOADS_UNDER_LOAD):
+            os.kill(int(target.nginx_pid_file.read_text().split()[0]), signal.SIGHUP)
+            time.sleep(0.5)
+
+    action = reloads if scenario == "nginx reload" else (lambda: run(*args))
+    result, outcome, took = under_load(runner, action)
     # The error log is written by nginx's workers as requests end: let them finish.
     time.sleep(0.2)
     causes, samples = log.read()
@@ -228,7 +257,10 @@ def measure_one(run: Callable[..., Any], target: Target, scenario: str, method: 
         "duplicates": None, "missing": None, "failed_but_stored": None,
         "nginx_errors": causes, "nginx_error_samples": samples,
         "load_s": round(result.duration_s, 1), "capped": result.capped,
+        "resent": runner.resent,
     }
+    if scenario == "nginx reload":
+        row["command"], row["exit"] = f"{RELOADS_UNDER_LOAD} x kill -HUP <nginx master>", 0
     if method == "POST":
         stored = stored_counts(target.database_url, run_id)
         row["duplicates"] = sum(1 for n in stored.values() if n > 1)
@@ -241,7 +273,8 @@ def measure_one(run: Callable[..., Any], target: Target, scenario: str, method: 
 
 
 def measure_traffic(run: Callable[..., Any], target: Target, *,
-                    scenarios: Iterable[str] = tuple(SCENARIOS),
+                    scenarios: Iterable[str] = ("deploy backend", "deploy frontend",
+                                                "rollback"),
                     methods: Iterable[str] = ("GET", "POST"), runs: int = 1,
                     connections: int = CONNECTIONS, rate: float = RATE, reloads: int = 0,
                     actions: dict[str, tuple[str, ...]] | None = None,
@@ -252,10 +285,13 @@ def measure_traffic(run: Callable[..., Any], target: Target, *,
     object with ``returncode`` (or ``code``); ``actions`` overrides the arguments
     of a scenario (default SCENARIOS). Scenarios run in the order given, per
     method, ``runs`` times (rollback needs a previous release: keep it after a
-    deploy). Each dict: scenario, method, command, exit, command_s, requests,
-    failed, failed_by_kind (502/reset/timeout/other), duplicates, missing and
-    failed_but_stored (POST only, else None), nginx_errors (cause -> lines) and
-    nginx_error_samples. With ``reloads`` > 0 a last dict counts the nginx
+    deploy). Methods: GET, POST, GET/resend (a browser-like client: a GET whose
+    reused connection dropped before any answer byte is resent once; ``resent``
+    counts them). Scenario "nginx reload" is 10 SIGHUPs to nginx, 0.5 s apart,
+    instead of a command. Each dict: scenario, method, command, exit, command_s,
+    requests, failed, failed_by_kind (502/reset/timeout/other), duplicates,
+    missing and failed_but_stored (POST only, else None), resent, nginx_errors
+    (cause -> lines) and nginx_error_samples. With ``reloads`` > 0 a last dict counts the nginx
     reload race on idle keep-alive clients (scenario "nginx reload, idle
     keep-alive clients": failed, reloads_with_failure, browser_like_failed).
     """
@@ -288,7 +324,7 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
             continue
         m = merged.setdefault((row["scenario"], row["method"]),
                               {"runs": 0, "requests": 0, "failed": 0, "kinds": Counter(),
-                               "dup": 0, "missing": 0, "fbs": 0, "cmd": []})
+                               "dup": 0, "missing": 0, "fbs": 0, "cmd": [], "resent": 0})
         m["runs"] += 1
         m["requests"] += row["requests"]
         m["failed"] += row["failed"]
@@ -296,13 +332,16 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
         m["dup"] += row["duplicates"] or 0
         m["missing"] += row["missing"] or 0
         m["fbs"] += row["failed_but_stored"] or 0
+        m["resent"] += row.get("resent", 0)
         m["cmd"].append(f"{row['command_s']:.1f}")
     head = ["scenario", "method", "runs", "command s", "requests", "failed",
-            "502/reset/timeout/other", "duplicates", "missing", "failed but stored"]
+            "502/reset/timeout/other", "duplicates", "missing", "failed but stored",
+            "resent"]
     body = [[s, meth, str(m["runs"]), "/".join(m["cmd"]), str(m["requests"]), str(m["failed"]),
              "/".join(str(m["kinds"].get(k, 0)) for k in ("502", "reset", "timeout", "other")),
-             *(("-", "-", "-") if meth == "GET" else
-               (str(m["dup"]), str(m["missing"]), str(m["fbs"])))]
+             *(("-", "-", "-") if meth != "POST" else
+               (str(m["dup"]), str(m["missing"]), str(m["fbs"]))),
+             str(m["resent"]) if meth == "GET/resend" else "-"]
             for (s, meth), m in merged.items()]
     widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h)
               for i, h in enumerate(head)]
@@ -330,8 +369,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=1, help="runs per scenario and method")
     parser.add_argument("--reloads", type=int, default=50, help="nginx reload race rounds")
-    parser.add_argument("--methods", default="GET,POST")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--methods", default="GET,POST",
+                        help="GET, POST and/or GET/resend (a browser-like GET client)")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
+                        help="comma-separated, of: " + ", ".join(SCENARIOS))
     parser.add_argument("--rate", type=float, default=RATE)
     parser.add_argument("--json", action="store_true", help="the rows as JSON lines too")
     parser.add_argument("--no-drain", action="store_true",
