@@ -59,7 +59,7 @@ def install_site(t: Transport, target: Target, token: str | None, reporter: Repo
     site = render_nginx(target, token)
     staged = nginx.site_config_path + ".adapto-new"
     with _step(reporter, target, "nginx", "site config + nginx -t") as s:
-        t.run(cb.write_file(staged, "644"), stdin=site.text.encode(), what="stage site config")
+        t.run(cb.stage_file(staged, "644"), stdin=site.text.encode(), what="stage site config")
         script = (f"if cmp -s {shlex.quote(staged)} {shlex.quote(nginx.site_config_path)} && "
                   f"[ -L {shlex.quote(nginx.site_enabled_path)} ]; then "
                   f"rm -f {shlex.quote(staged)}; echo UNCHANGED; exit 0; fi\n"
@@ -263,15 +263,16 @@ def _served_or_none(target: Target) -> str | None:
 
 
 def upload_pair(t: Transport, target: Target, cert_pem: bytes, key_pem: bytes,
-                reporter: Reporter, *, dry_run: bool) -> HostOutcome:
+                token: str | None, reporter: Reporter, *, dry_run: bool) -> HostOutcome:
     """Certificate (0644) and key (0600) onto the inventory's paths; nginx -t puts the old
-    pair back if it refuses; then a graceful reload and a check of what is served."""
+    pair back if it refuses; the site config pointed at them (if it was not); then a
+    graceful reload and a check of what is served."""
     nginx = target.env.nginx
     out = HostOutcome(target.host.name, "install")
     cert, key = nginx.certificate_path, nginx.certificate_key_path
     with _step(reporter, target, "upload", f"{cert}, {key} (0600)") as s:
-        t.run(cb.write_file(cert + ".adapto-up", "644"), stdin=cert_pem, what="upload cert")
-        t.run(cb.write_file(key + ".adapto-up", "600"), stdin=key_pem, what="upload key")
+        t.run(cb.stage_file(cert + ".adapto-up", "644"), stdin=cert_pem, what="upload cert")
+        t.run(cb.stage_file(key + ".adapto-up", "600"), stdin=key_pem, what="upload key")
         result = t.run(cb.served_paths_swap([(cert, cert + ".adapto-up"),
                                              (key, key + ".adapto-up")], nginx_cmd.test(nginx)),
                        check=False, what="swap the pair + nginx -t")
@@ -279,6 +280,7 @@ def upload_pair(t: Transport, target: Target, cert_pem: bytes, key_pem: bytes,
             raise OperationFailed(f"{target.host.name}: nginx rejected the new pair; the old one "
                                   f"is back: {result.last_error_line(('[emerg]',))}")
         s.done_message = "in place, nginx -t ok"
+    install_site(t, target, token, reporter)
     reload_nginx(t, target, reporter)
     if dry_run:
         out.result = "dry-run"

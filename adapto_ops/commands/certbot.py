@@ -71,6 +71,12 @@ def write_file(path: str, mode: str) -> str:
             f"chmod {mode} {tmp} && mv -f {tmp} {q(path)}")
 
 
+def stage_file(path: str, mode: str) -> str:
+    """Write stdin to ``path`` (a staging name that something else moves into place)."""
+    return (f"umask 077 && mkdir -p \"$(dirname {q(path)})\" && cat > {q(path)} && "
+            f"chmod {mode} {q(path)}")
+
+
 def server_args(nginx: Nginx, staging: bool) -> list[str]:
     """Which ACME directory: --staging picks Let's Encrypt's staging one, unless the
     inventory names its own ACME server (a test server already is a staging one)."""

@@ -96,7 +96,8 @@ def run_change(*, action: str, inventory: str | None, env_name: str,
     pair = _local_pair(action, selection, targets[0], where, cert, key, days, force)
     if action in ("issue", "renew"):
         ops.require_mode(targets[0], ("letsencrypt",), action, where)
-    secret_values = selection.secrets() if action == "issue" else None
+    # The site config carries the probe token: every action that may re-render it needs it.
+    secret_values = selection.secrets() if action != "renew" else None
     if not dry_run:
         confirm(selection, f"ssl {action}", yes)
     reporter = make_reporter(as_json)
@@ -104,16 +105,17 @@ def run_change(*, action: str, inventory: str | None, env_name: str,
     try:
         for target in targets:
             t = _transport(selection, target, dry_run)
+            token = probe_token_value(target, secret_values) if secret_values else None
             try:
                 if action == "issue":
-                    token = probe_token_value(target, secret_values) if secret_values else None
                     outcomes.append(ops.issue(t, target, token, reporter, staging=staging,
                                               email=email, force=force, dry_run=dry_run))
                 elif action == "renew":
                     outcomes.append(ops.renew(t, target, reporter, force=force, dry_run=dry_run))
                 else:
                     assert pair is not None
-                    outcomes.append(ops.upload_pair(t, target, pair[0], pair[1], reporter,
+                    outcomes.append(ops.upload_pair(t, target, pair[0], pair[1], token,
+                                                    reporter,
                                                     dry_run=dry_run))
                 recorded += getattr(t, "recorded", [])
             finally:
