@@ -167,12 +167,13 @@ def _new_pair(selection: Selection, target: Any, days: int) -> tuple[bytes, byte
 
     from adapto_ops.tls import write_self_signed, write_signed
 
-    names = [*selection.env.nginx.server_names, target.host.address.strip("[]")]
-    ca_file = selection.env.health.ca_file
+    # The host's own view: paths may say {host}.
+    names = [*target.env.nginx.server_names, target.host.address.strip("[]")]
+    ca_file = target.env.health.ca_file
     with tempfile.TemporaryDirectory(prefix="adapto-ssl-") as tmp:
         cert, key = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
         ca = Path(ca_file) if ca_file else None
-        if selection.env.sandbox is not None and ca and ca.is_file() \
+        if target.env.sandbox is not None and ca and ca.is_file() \
                 and ca.with_suffix(".key").is_file():
             write_signed(names, cert, key, ca, ca.with_suffix(".key"), days=days)
         else:
