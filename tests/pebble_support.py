@@ -94,6 +94,14 @@ class Pebble:
         httpx.post(f"http://{ACME_ADDRESS}:{CHALL_MGMT_PORT}/{path}", json=body, timeout=5,
                    trust_env=False).raise_for_status()
 
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of pebble's and pebble-challtestsrv's logs (for a failed assertion)."""
+        parts = []
+        for name in ("pebble.log", "challtestsrv.log"):
+            text = (self.base / name).read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"\n--- {name}\n" + "\n".join(text))
+        return "".join(parts)
+
     def stop(self) -> None:
         for proc in self.procs:
             proc.send_signal(signal.SIGTERM)

@@ -204,17 +204,19 @@ def test_acme_dns_error_is_one_line_and_keeps_the_certificate(box: OpBox,
                                                              pebble: Pebble) -> None:
     inventory = ensure_issued(box, pebble)
     before = served_sha(box)
-    # The site's name now resolves (for pebble) to an address where nothing listens.
-    pebble.dns("add-a", {"host": f"{SERVER_NAME}.", "addresses": ["127.0.0.143"]})
+    # The site's name now resolves (for pebble) to an address of this test's slot where
+    # nothing listens on the HTTP port (pebble's own address).
+    pebble.dns("add-a", {"host": f"{SERVER_NAME}.", "addresses": [ACME_ADDRESS]})
     try:
         result = ssl_cli(box, inventory, "ssl", "issue", "--force", "--yes")
     finally:
         pebble.dns("clear-a", {"host": f"{SERVER_NAME}."})
-    assert result.returncode == 1, said(result)
+    assert result.returncode == 1, said(result) + pebble.log_tail()
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1, said(result)
     assert f"ACME connection for {SERVER_NAME}" in errors[0], errors[0]
-    assert "127.0.0.143" in errors[0] and "served certificate is unchanged" in errors[0]
+    assert f"{ACME_ADDRESS}:{SLOT.http_port}" in errors[0]
+    assert "served certificate is unchanged" in errors[0]
     assert served_sha(box) == before
 
 
