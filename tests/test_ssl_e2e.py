@@ -307,3 +307,36 @@ def test_self_signed_in_the_sandbox(box: OpBox, pebble: Pebble) -> None:
     assert status.returncode == 0, said(status)
     [row] = json.loads(status.stdout)["domains"]
     assert 19.5 < row["live_days"] < 20.1 and row["status"] == "pass"
+
+
+def test_fresh_host_gets_a_stand_in_then_its_first_certificate(box: OpBox,
+                                                               pebble: Pebble) -> None:
+    """No site config and no lineage yet (a new server): nginx first serves the ACME location
+    with a stand-in pair, then certbot's certificate. Last: it moves the site to a new
+    lineage."""
+    fresh = box.sdir / "le-fresh"
+
+    def change(env: dict[str, Any]) -> None:
+        env["nginx"]["tls"] = {"mode": "letsencrypt", "acme_webroot": str(box.sdir / "acme"),
+                               "acme_server": ACME_DIR, "acme_ca_file": str(pebble.ca),
+                               "certbot_dir": str(fresh)}
+        env["health"]["ca_file"] = str(pebble.root)
+
+    inventory = box.write_variant("fresh", change)
+    enabled = box.site_config.parent.parent / "sites-enabled" / box.site_config.name
+    box.site_config.unlink()
+    enabled.unlink()
+    nginx = ["nginx", "-p", str(box.sdir / "nginx"), "-c",
+             str(box.sdir / "nginx" / "conf" / "nginx.conf")]
+    subprocess.run([*nginx, "-s", "reload"], check=True, timeout=30)
+    result = ssl_cli(box, inventory, "ssl", "issue", "--yes")
+    assert result.returncode == 0, said(result)
+    assert "stand-in certificate" in result.stdout
+    assert (fresh / "adapto-bootstrap" / SERVER_NAME / "key.pem").stat().st_mode & 0o777 == 0o600
+    assert f"ssl_certificate {fresh}/live/{SERVER_NAME}/fullchain.pem;" in \
+        box.site_config.read_text()
+    assert hashlib.sha256(served(box)).hexdigest() == _file_sha(
+        fresh / "live" / SERVER_NAME / "fullchain.pem")
+    health = ssl_cli(box, inventory, "health", "--json", timeout=120)
+    [cert] = json.loads(health.stdout)["checks"]["certificate:daysLeft"]
+    assert cert["status"] == "pass", said(health)

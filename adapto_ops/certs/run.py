@@ -181,6 +181,8 @@ def issue(t: Transport, target: Target, token: str | None, reporter: Reporter, *
           what="make the ACME webroot")
     t.run(cb.write_file(cb.hook_path(nginx), "755"), stdin=cb.hook_script(nginx).encode(),
           what="write the deploy hook")
+    if state.get("lineage") != "yes" and state.get("site") != "yes":
+        _bootstrap_site(t, target, token, reporter)
     if not dry_run:
         _preflight(t, target, reporter)
     server = nginx.tls.acme_server or (cb.LETSENCRYPT_STAGING if staging
@@ -206,6 +208,32 @@ def issue(t: Transport, target: Target, token: str | None, reporter: Reporter, *
         return out
     _verify_served(t, target, reporter, out)
     return out
+
+
+def _bootstrap_site(t: Transport, target: Target, token: str | None,
+                    reporter: Reporter) -> None:
+    """A fresh host (no site config, no certificate yet): the site with a stand-in
+    self-signed pair, so nginx serves the ACME location certbot needs."""
+    import dataclasses
+    import tempfile
+    from pathlib import Path
+
+    from adapto_ops.tls import write_self_signed
+
+    nginx = target.env.nginx
+    cert, key = cb.bootstrap_paths(nginx)
+    with _step(reporter, target, "bootstrap", "stand-in certificate until the first issue"), \
+            tempfile.TemporaryDirectory(prefix="adapto-ssl-") as tmp:
+        write_self_signed(nginx.server_names, Path(tmp) / "c.pem", Path(tmp) / "k.pem", days=7)
+        t.run(cb.write_file(cert, "644"), stdin=(Path(tmp) / "c.pem").read_bytes(),
+              what="upload the stand-in certificate")
+        t.run(cb.write_file(key, "600"), stdin=(Path(tmp) / "k.pem").read_bytes(),
+              what="upload the stand-in key")
+    tls = nginx.tls.model_copy(update={"mode": "self-signed", "certificate": cert,
+                                       "certificate_key": key})
+    env = target.env.model_copy(update={"nginx": nginx.model_copy(update={"tls": tls})})
+    install_site(t, dataclasses.replace(target, env=env), token, reporter)
+    reload_nginx(t, target, reporter)
 
 
 def _verify_served(t: Transport, target: Target, reporter: Reporter, out: HostOutcome) -> None:

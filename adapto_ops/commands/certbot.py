@@ -175,7 +175,16 @@ def read_state(nginx: Nginx) -> str:
         "command -v certbot >/dev/null && echo certbot=yes || echo certbot=no",
         f"({HAS_SYSTEMD}) | sed 's/^/init=/'",
         f"[ -s {q(renewal_conf(nginx))} ] && echo lineage=yes || echo lineage=no",
+        f"[ -e {q(nginx.site_config_path)} ] && echo site=yes || echo site=no",
     ])
+
+
+def bootstrap_paths(nginx: Nginx) -> tuple[str, str]:
+    """A stand-in pair nginx serves on a fresh host until certbot's first certificate:
+    nginx refuses a site whose certificate files do not exist yet, and certbot needs the
+    site's ACME location served first."""
+    base = f"{nginx.tls.certbot_dir.rstrip('/')}/adapto-bootstrap/{cert_name(nginx)}"
+    return f"{base}/cert.pem", f"{base}/key.pem"
 
 
 def served_paths_swap(pairs: list[tuple[str, str]], test: str) -> str:
