@@ -363,3 +363,25 @@ def test_help_lists_the_actions() -> None:
     assert result.returncode == 0
     for action in ("status", "issue", "renew", "install", "self-signed"):
         assert action in result.stdout
+
+
+def test_read_state_on_a_fresh_and_an_issued_host(tmp_path: Path) -> None:
+    n = Nginx.model_validate({
+        "server_names": ["shop.example.com"], "control": "signal", "prefix": str(tmp_path),
+        "site_config": str(tmp_path / "site.conf"),
+        "tls": {"mode": "letsencrypt", "certbot_dir": str(tmp_path / "le")}})
+
+    def state() -> dict[str, str]:
+        out = sh(cb.read_state(n), tmp_path).stdout.split()
+        return dict(w.split("=", 1) for w in out)
+
+    fresh = state()
+    assert (fresh["lineage"], fresh["site"]) == ("no", "no")
+    assert fresh["certbot"] in ("yes", "no") and fresh["init"] in ("systemd", "none")
+    (tmp_path / "le" / "renewal").mkdir(parents=True)
+    (tmp_path / "le" / "renewal" / "shop.example.com.conf").write_text("version = 2.1.0\n")
+    (tmp_path / "site.conf").write_text("server {}\n")
+    assert (state()["lineage"], state()["site"]) == ("yes", "yes")
+    cert, key = cb.bootstrap_paths(n)
+    assert cert == f"{tmp_path}/le/adapto-bootstrap/shop.example.com/cert.pem"
+    assert key.endswith("/adapto-bootstrap/shop.example.com/key.pem")
