@@ -328,7 +328,7 @@ def test_fresh_host_gets_a_stand_in_then_its_first_certificate(box: OpBox,
     enabled.unlink()
     nginx = ["nginx", "-p", str(box.sdir / "nginx"), "-c",
              str(box.sdir / "nginx" / "conf" / "nginx.conf")]
-    subprocess.run([*nginx, "-s", "reload"], check=True, timeout=30)
+    subprocess.run([*nginx, "-s", "reload"], check=True, timeout=30, capture_output=True)
     result = ssl_cli(box, inventory, "ssl", "issue", "--yes")
     assert result.returncode == 0, said(result)
     assert "stand-in certificate" in result.stdout
