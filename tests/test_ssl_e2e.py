@@ -297,7 +297,8 @@ def test_self_signed_in_the_sandbox(box: OpBox, pebble: Pebble) -> None:
     refused = ssl_cli(box, letsencrypt_inventory, "ssl", "self-signed", "--yes")
     assert refused.returncode == 2 and "certbot's" in refused.stderr, said(refused)
     before = served_sha(box)
-    result = ssl_cli(box, box.inventory, "ssl", "self-signed", "--days", "20", "--yes")
+    # 10 days: under health.certificate_warn_days (14), so status warns (exit 0).
+    result = ssl_cli(box, box.inventory, "ssl", "self-signed", "--days", "10", "--yes")
     assert result.returncode == 0, said(result)
     der = served(box)
     assert hashlib.sha256(der).hexdigest() != before
@@ -306,7 +307,8 @@ def test_self_signed_in_the_sandbox(box: OpBox, pebble: Pebble) -> None:
     status = ssl_cli(box, box.inventory, "ssl", "status", "--json")
     assert status.returncode == 0, said(status)
     [row] = json.loads(status.stdout)["domains"]
-    assert 19.5 < row["live_days"] < 20.1 and row["status"] == "pass"
+    assert 9.5 < row["live_days"] < 10.1 and 9.5 < row["file_days"] < 10.1
+    assert row["status"] == "warn" and json.loads(status.stdout)["status"] == "warn"
 
 
 def test_fresh_host_gets_a_stand_in_then_its_first_certificate(box: OpBox,
