@@ -1,5 +1,5 @@
 """Debian's pebble ACME server (+ pebble-challtestsrv as its DNS) on loopback, and a small
-HTTPS load through the sandbox's nginx: shared by tests/test_ssl_e2e.py and benchmarks/ssl.py.
+HTTPS load through the sandbox's nginx: shared by tests/test_ssl_e2e.py and benchmarks/acme.py.
 
 pebble listens on 127.0.0.142 with a listener certificate made by adapto_ops.tls (its own
 test CA, which certbot trusts through nginx.tls.acme_ca_file -> REQUESTS_CA_BUNDLE). Its DNS

@@ -13,7 +13,7 @@ on 127.0.0.141 (the slot of tests/test_ssl_e2e.py: do not run both at once), the
 
 Times are the CLI's wall time (start-up and SSH login included). Run as root:
 
-    python3 benchmarks/ssl.py [--runs 3]
+    python3 benchmarks/acme.py [--runs 3]
 """
 
 from __future__ import annotations
