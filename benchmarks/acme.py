@@ -72,6 +72,8 @@ def main() -> None:
                           f"{load.total} requests at 8 TLS connections, "
                           f"{sum(load.failures.values())} failed {dict(load.failures) or ''}",
                           flush=True)
+                    for line in load.failure_details:
+                        print(f"  {line}", flush=True)
         finally:
             pebble.stop()
 

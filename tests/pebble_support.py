@@ -124,6 +124,8 @@ class Load:
         self.stop_event = threading.Event()
         self.total = 0
         self.failures: Counter[str] = Counter()
+        # Each failure: method, request number on its connection (0: a new one), what.
+        self.failure_details: list[str] = []
         self.certificates: set[str] = set()
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self._worker, args=(i,), daemon=True)
@@ -156,6 +158,9 @@ class Load:
                     except httpx.HTTPError as exc:
                         with self.lock:
                             self.failures[type(exc).__name__] += 1
+                            self.failure_details.append(
+                                f"{'POST' if n % 2 else 'GET'} #{n} on its connection: "
+                                f"{type(exc).__name__}: {exc}")
 
     def __enter__(self) -> Load:
         for t in self.threads:

@@ -191,7 +191,7 @@ def test_forced_renewal_under_load_fails_no_request(box: OpBox, pebble: Pebble) 
           f"{sum(load.failures.values())} failed ({dict(load.failures)})")
     assert after != before
     assert load.total > 50
-    assert not load.failures, dict(load.failures)
+    assert not load.failures, load.failure_details
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     [final] = [e for e in events if e["kind"] == "result"]
     assert final["data"]["hosts"][0]["changed"] is True
