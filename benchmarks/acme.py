@@ -70,7 +70,9 @@ def main() -> None:
                         time.sleep(2)
                     print(f"forced renewal {run + 1} under load ({renew:.2f} s): "
                           f"{load.total} requests at 8 TLS connections, "
-                          f"{sum(load.failures.values())} failed {dict(load.failures) or ''}",
+                          f"{sum(load.failures.values())} failed {dict(load.failures) or ''}; "
+                          f"{load.resent_on_closed_keepalive} resent once on a new connection "
+                          "(keep-alive connection closed by the reload, as a browser resends)",
                           flush=True)
                     for line in load.failure_details:
                         print(f"  {line}", flush=True)

@@ -188,7 +188,9 @@ def test_forced_renewal_under_load_fails_no_request(box: OpBox, pebble: Pebble) 
     assert result.returncode == 0, said(result)
     after = served_sha(box)
     print(f"\nforced renewal under load: {load.total} requests, "
-          f"{sum(load.failures.values())} failed ({dict(load.failures)})")
+          f"{sum(load.failures.values())} failed ({dict(load.failures)}), "
+          f"{load.resent_on_closed_keepalive} resent on a new connection after the reload "
+          "closed their idle keep-alive connection")
     assert after != before
     assert load.total > 50
     assert not load.failures, load.failure_details
