@@ -385,3 +385,17 @@ def test_read_state_on_a_fresh_and_an_issued_host(tmp_path: Path) -> None:
     cert, key = cb.bootstrap_paths(n)
     assert cert == f"{tmp_path}/le/adapto-bootstrap/shop.example.com/cert.pem"
     assert key.endswith("/adapto-bootstrap/shop.example.com/key.pem")
+
+
+def test_issue_on_several_web_hosts_refused(tmp_path: Path) -> None:
+    data = yaml.safe_load((REPO / "inventory.yaml").read_text())
+    env = data["environments"]["production"]
+    env["nginx"]["tls"] = {"mode": "letsencrypt"}
+    env["hosts"].append({**env["hosts"][0], "name": "web2", "address": "192.0.2.10",
+                         "private_address": "192.0.2.10"})
+    data["environments"] = {"production": env}
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(yaml.safe_dump(data))
+    result = cli("ssl", "issue", "-e", "production", "-i", str(inventory), "--yes")
+    assert result.returncode == 2, result.stderr
+    assert "2 web hosts" in result.stderr and "--host NAME" in result.stderr

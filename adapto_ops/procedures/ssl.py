@@ -96,6 +96,13 @@ def run_change(*, action: str, inventory: str | None, env_name: str,
     pair = _local_pair(action, selection, targets[0], where, cert, key, days, force)
     if action in ("issue", "renew"):
         ops.require_mode(targets[0], ("letsencrypt",), action, where)
+    if action == "issue" and len(targets) > 1:
+        # The ACME server fetches the challenge from whichever host the name resolves to,
+        # and each host's certbot would keep its own lineage: not automated (yet).
+        names = ", ".join(t.host.name for t in targets)
+        raise AdaptoError(f"{where}: {len(targets)} web hosts ({names}): an http-01 challenge "
+                          "may reach any of them; issue on the one the name resolves to with "
+                          "--host NAME")
     # The site config carries the probe token: every action that may re-render it needs it.
     secret_values = selection.secrets() if action != "renew" else None
     if not dry_run:
