@@ -17,6 +17,7 @@ from adapto_ops.cli import (  # noqa: F401  (each import registers its commands)
     monitor,
     operate,
     sandbox,
+    ssl,
     telegram,
 )
 from adapto_ops.cli.common import app

@@ -443,10 +443,14 @@ def _environment_problems(at: Loc, env: Environment) -> list[Problem]:
                     "a python backend's start command must contain {port}",
                     "each instance listens on its own port, e.g. uvicorn app:app --port {port}")
         )
-    if env.nginx.tls.mode == "letsencrypt" and env.nginx.http_port != 80:
+    # Let's Encrypt validates on port 80; a test ACME server (tls.acme_server, e.g.
+    # pebble's httpPort) may validate on another.
+    if env.nginx.tls.mode == "letsencrypt" and env.nginx.http_port != 80 \
+            and not env.nginx.tls.acme_server:
         problems.append(
             Problem(at + ("nginx", "http_port"),
                     "Let's Encrypt http-01 challenges arrive on port 80",
-                    "set http_port: 80 or use tls.mode provided/self-signed")
+                    "set http_port: 80, name a test ACME server (tls.acme_server) or use "
+                    "tls.mode provided/self-signed")
         )
     return problems

@@ -221,6 +221,14 @@ class Tls(Strict):
     ocsp_resolver: list[Annotated[str, AfterValidator(_ip_for_nginx)]] = []
     acme_webroot: AbsPath = "/var/www/letsencrypt"
     email: str | None = None
+    # mode letsencrypt: the ACME directory certbot asks (None: Let's Encrypt's own;
+    # `adapto ssl issue --staging` picks Let's Encrypt's staging directory instead).
+    acme_server: Annotated[str, Field(pattern=r"^https://[^\s/]+(/\S*)?$")] | None = None
+    # A CA bundle on the host that certbot trusts for acme_server (a test ACME server).
+    acme_ca_file: AbsPath | None = None
+    # certbot's --config-dir: live/<name>/ holds the certificate nginx serves. Elsewhere
+    # than /etc/letsencrypt (a sandbox), its work and log folders move beside it too.
+    certbot_dir: AbsPath = "/etc/letsencrypt"
     hsts_max_age: Annotated[int, Field(ge=0)] = 63072000
 
     @model_validator(mode="after")
@@ -309,7 +317,7 @@ class Nginx(Strict):
         if self.tls.certificate:
             return self.tls.certificate
         if self.tls.mode == "letsencrypt":
-            return f"/etc/letsencrypt/live/{self.canonical_name}/fullchain.pem"
+            return f"{self.tls.certbot_dir}/live/{self.canonical_name}/fullchain.pem"
         return f"/etc/ssl/certs/{self.canonical_name}.pem"
 
     @property
@@ -317,7 +325,7 @@ class Nginx(Strict):
         if self.tls.certificate_key:
             return self.tls.certificate_key
         if self.tls.mode == "letsencrypt":
-            return f"/etc/letsencrypt/live/{self.canonical_name}/privkey.pem"
+            return f"{self.tls.certbot_dir}/live/{self.canonical_name}/privkey.pem"
         return f"/etc/ssl/private/{self.canonical_name}.key"
 
     @property
@@ -325,7 +333,7 @@ class Nginx(Strict):
         if self.tls.trusted_certificate:
             return self.tls.trusted_certificate
         if self.tls.mode == "letsencrypt":
-            return f"/etc/letsencrypt/live/{self.canonical_name}/chain.pem"
+            return f"{self.tls.certbot_dir}/live/{self.canonical_name}/chain.pem"
         return None
 
     @property
