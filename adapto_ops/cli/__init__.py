@@ -16,6 +16,7 @@ from adapto_ops.cli import (  # noqa: F401  (each import registers its commands)
     monitor,
     operate,
     sandbox,
+    secrets,
     telegram,
 )
 from adapto_ops.cli.common import app
