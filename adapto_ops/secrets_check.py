@@ -56,7 +56,7 @@ def needed_secrets(env: Environment) -> list[SecretNeed]:
 
     secrets.names (deploy ships them all), backend.requires that are secrets,
     health.probe_token, the telegram section's two, the monitor's alert
-    channel's and, for a backend with migrations, DATABASE_URL.
+    channel's and, for a sandbox with PostgreSQL, the two database URLs.
     """
     by: dict[str, list[str]] = {}
 
@@ -81,9 +81,10 @@ def needed_secrets(env: Environment) -> list[SecretNeed]:
         need(alert.telegram_chat_id_secret, "monitor.alert.telegram_chat_id_secret")
     elif alert.channel == "webhook":
         need(alert.webhook_url_secret, "monitor.alert.webhook_url_secret")
-    if env.backend.migrate and "DATABASE_URL" not in env.backend.env:
-        # The migrations and the health check's database:connect read it from the .env.
-        need("DATABASE_URL", "backend.migrate")
+    if env.sandbox is not None and env.sandbox.postgres_port is not None:
+        # `sandbox up` writes both for its PostgreSQL; the deploy's migrations need them.
+        need("DATABASE_URL", "sandbox.postgres_port")
+        need("MIGRATION_DATABASE_URL", "sandbox.postgres_port")
     shipped = set(env.secrets.names)
     return [SecretNeed(n, tuple(f), n in shipped) for n, f in by.items()]
 

@@ -70,6 +70,7 @@ def secrets_set(
         from adapto_ops.procedures.secrets import run_secrets_set
 
         exit_with(run_secrets_set(inventory=inventory, env_name=env, name=name,
-                                  argv_value=" ".join(ctx.args) if ctx.args else None, stream=sys.stdin))
+                                  argv_value=" ".join(ctx.args) if ctx.args else None,
+                                  stream=sys.stdin))
 
     run(body)
