@@ -168,3 +168,16 @@ def test_check_warns_about_a_readable_secrets_file(inventory: Path) -> None:
     loose = cli("secrets", "check", "-e", "sandbox", "-i", str(inventory), "--local")
     assert loose.returncode == 1 and "mode 0644" in loose.stdout, loose.stdout
     assert "v-" not in loose.stdout + loose.stderr
+
+
+def test_every_command_warns_once_about_a_readable_secrets_file(inventory: Path) -> None:
+    secrets_file = inventory.parent / "secrets.env"
+    secrets_file.write_text("JWT_SECRET=Canary-render-3b9d\n")
+    os.chmod(secrets_file, 0o644)
+    rendered = cli("render", "env", "-e", "sandbox", "-i", str(inventory))
+    assert rendered.returncode == 0, rendered.stderr
+    assert rendered.stderr.count("mode 0644 lets others read") == 1, rendered.stderr
+    assert "Canary-render" not in rendered.stdout + rendered.stderr
+    os.chmod(secrets_file, 0o600)
+    quiet = cli("render", "env", "-e", "sandbox", "-i", str(inventory))
+    assert "lets others read" not in quiet.stderr
