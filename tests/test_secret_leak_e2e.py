@@ -378,6 +378,41 @@ def shared_files(box: OpBox) -> list[Path]:
 
 
 @e2e
+def test_the_remote_shell_files_are_0600_before_any_byte_arrives(box: OpBox) -> None:
+    """Bulk stdin (a release tarball, the .env inside) and each command's output file."""
+    from adapto_ops.deploy.run import open_transport
+    from adapto_ops.remote import INLINE_STDIN_MAX
+    from adapto_ops.selection import select
+
+    selection = select(str(box.inventory), ENV)
+    transport = open_transport(selection, selection.targets[0])
+    seen: list[int | None] = []
+    real_upload = transport._upload
+
+    def upload(data: bytes, path: str, progress: Any) -> None:
+        sftp = transport._connection.client.open_sftp()
+        try:
+            seen.append(sftp.stat(path).st_mode & 0o777)  # before SFTP opens and writes it
+        except FileNotFoundError:
+            seen.append(None)  # SFTP would create it with its own umask
+        finally:
+            sftp.close()
+        real_upload(data, path, progress)
+
+    transport._upload = upload  # type: ignore[method-assign]
+    try:
+        data = secrets.token_bytes(INLINE_STDIN_MAX * 2)
+        result = transport.run("stat -L -c %a /proc/self/fd/0 /proc/self/fd/1; umask; "
+                               "wc -c", stdin=data)
+    finally:
+        transport.close()
+    assert seen == [0o600], seen
+    stdin_mode, stdout_mode, umask, size = result.stdout.split()
+    assert (stdin_mode, stdout_mode, int(size)) == ("600", "600", len(data)), result.stdout
+    assert umask != "0077", "commands must keep the login umask (releases are read by nginx)"
+
+
+@e2e
 def test_no_command_prints_a_secret(box: OpBox) -> None:
     known = known_secrets(box)
     ctx = context(box)
