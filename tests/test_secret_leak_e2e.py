@@ -124,7 +124,7 @@ SWEEP: list[Step] = [
     Step("render", ("nginx", "--verbose")),
     Step("render", ("all", "--check")),
     Step("render", ("all", "--out", "{base}/rendered")),
-    Step("init", ("{base}/init/inventory.yaml",), env=False),
+    Step("init", ("{base}/reports/inventory.yaml",), env=False),
     Step("releases"),
     Step("releases", ("--json",)),
     Step("status"),
@@ -435,6 +435,8 @@ def test_no_command_prints_a_secret(box: OpBox) -> None:
             if step.after:
                 run_hooks[step.after]()
         shown = " ".join(step.command.split() + list(step.args))
+        with (box.base / "sweep-output.txt").open("a") as record:  # to read after a run
+            record.write(f"=== #{i} adapto {shown}\n{said(result)}\n")
         found = leaks(result.stdout + result.stderr, known)
         if found:
             problems.append(f"#{i} adapto {shown}: prints {', '.join(found)}")
