@@ -108,6 +108,8 @@ class Step:
     before: str | None = None
     after: str | None = None
     extra_env: tuple[tuple[str, str], ...] = ()
+    # Seconds after which it gets SIGINT, as Ctrl-C (for --follow, which never ends).
+    interrupt_after: float | None = None
 
 
 SKIP = "--skip-build"
@@ -140,6 +142,7 @@ SWEEP: list[Step] = [
     Step("logs", ("nginx-access", "--grep", "{SUPABASE_ANON_KEY}"), codes=None),
     Step("logs", ("backend", "--grep", "token", "--lines", "50", "--verbose")),
     Step("logs", ("nginx-error",)),
+    Step("logs", ("backend", "--follow"), interrupt_after=6.0, before="plant_log_lines_later"),
     Step("db status"),
     Step("db status", ("--json",)),
     Step("db migrate"),
@@ -294,19 +297,30 @@ def context(box: OpBox) -> dict[str, str]:
 
 
 def run_cli(argv: list[str], stdin: str | None, extra_env: dict[str, str],
+            interrupt_after: float | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """`python -m adapto_ops ARGV`, output in files (daemons started underneath keep pipes)."""
+    import signal
+
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
             tempfile.TemporaryFile("w+") as inp:
         inp.write(stdin or "")
         inp.seek(0)
-        proc = subprocess.run([sys.executable, "-m", "adapto_ops", *argv], cwd=REPO,
-                              stdin=inp if stdin is not None else subprocess.DEVNULL,
-                              stdout=out, stderr=err, env=cli_env() | extra_env,
-                              timeout=timeout, check=False)
+        proc = subprocess.Popen([sys.executable, "-m", "adapto_ops", *argv], cwd=REPO,
+                                stdin=inp if stdin is not None else subprocess.DEVNULL,
+                                stdout=out, stderr=err, env=cli_env() | extra_env)
+        try:
+            if interrupt_after is not None:
+                time.sleep(interrupt_after)
+                proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         out.seek(0)
         err.seek(0)
-        return subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
+        return subprocess.CompletedProcess(proc.args, code, out.read(), err.read())
 
 
 @dataclass
@@ -338,11 +352,18 @@ def hooks(box: OpBox, watch: EnvWatch) -> dict[str, Callable[[], None]]:
         out_log = box.log_dir / f"ai-platform-backend-{SLOT.ports[0]}-out.log"
         stamp = time.strftime("%Y-%m-%d %H:%M:%S +00:00", time.gmtime())
         with out_log.open("a") as handle:
-            handle.write(f"{stamp}: debug token={PLANTED['SUPABASE_ANON_KEY']} "
-                         f"url={context(box)['DATABASE_URL']}\n")
+            url = context(box)["DATABASE_URL"]
+            handle.write(f"{stamp}: debug token={PLANTED['SUPABASE_ANON_KEY']} url={url}\n"
+                         f"{stamp}: dsn host={SLOT.address} password={urlsplit(url).password}\n")
         httpx.get(f"https://{SLOT.address}:{SLOT.https_port}/api/health",
                   params={"token": PLANTED["SUPABASE_ANON_KEY"]},
                   headers={"Host": SERVER_NAME}, verify=False, timeout=10, trust_env=False)
+
+    def plant_log_lines_later() -> None:
+        # Lines that arrive while `logs --follow` streams, not only the window it starts with.
+        timer = threading.Timer(3.0, plant_log_lines)
+        timer.daemon = True
+        timer.start()
 
     def poll() -> None:
         while not watch.stop.is_set():
@@ -363,6 +384,7 @@ def hooks(box: OpBox, watch: EnvWatch) -> dict[str, Callable[[], None]]:
         "loosen_secrets_file": lambda: secrets_file.chmod(0o644),
         "tighten_secrets_file": lambda: secrets_file.chmod(0o600),
         "plant_log_lines": plant_log_lines,
+        "plant_log_lines_later": plant_log_lines_later,
         "watch_staged_env": watch_staged_env,
         "stop_watching": stop_watching,
     }
@@ -430,7 +452,8 @@ def test_no_command_prints_a_secret(box: OpBox) -> None:
             run_hooks[step.before]()
         try:
             result = run_cli(argv, None if step.stdin is None else step.stdin.format(**ctx),
-                             {k: v.format(**ctx) for k, v in step.extra_env})
+                             {k: v.format(**ctx) for k, v in step.extra_env},
+                             step.interrupt_after)
         finally:
             if step.after:
                 run_hooks[step.after]()

@@ -181,3 +181,17 @@ def test_every_command_warns_once_about_a_readable_secrets_file(inventory: Path)
     os.chmod(secrets_file, 0o600)
     quiet = cli("render", "env", "-e", "sandbox", "-i", str(inventory))
     assert "lets others read" not in quiet.stderr
+
+
+def test_a_url_secret_is_masked_whole_and_its_password_alone() -> None:
+    from adapto_ops.logs.lines import Masker
+    from adapto_ops.recover.report import mask_secrets
+
+    url = "postgresql://ai_app:Pw%2FCanary9x7q@127.0.0.1:5432/aiplatform"
+    line = (f"connect {url} failed; dsn host=127.0.0.1 password=Pw%2FCanary9x7q "
+            "(decoded Pw/Canary9x7q)")
+    for masked in (Masker([url])(line), mask_secrets(line, [url])):
+        assert "Canary9x7q" not in masked and "host=127.0.0.1" in masked, masked
+    # A short password would mask ordinary words: only the whole URL is masked then.
+    short = "postgresql://u:pg@h/db"
+    assert Masker([short])("pg_ctl and " + short) == "pg_ctl and ****(22 chars)"
