@@ -55,6 +55,7 @@ PLANTED = {
     "TELEGRAM_CHAT_ID": CHAT_ID,
 }
 NEW_ANON = f"LeakCanaryAnonRotated-{_TAG}-Zx9Yw8"
+NEW_JWT = f"LeakCanaryJwtPushed-{_TAG}-4e5f6a7b8c9d0e1f2a3b"
 WRONG_PASSWORD = f"LeakCanaryWrongPw{_TAG}q7"
 MALFORMED_PASSWORD = f"LeakCanaryBadUrlPw{_TAG}k3"
 MIN_FRAGMENT = 16
@@ -169,6 +170,7 @@ SWEEP: list[Step] = [
     Step("deploy", ("backend", "--dry-run", SKIP, "--verbose", "--json")),
     Step("deploy", ("backend", "--yes", SKIP), before="watch_staged_env", after="stop_watching"),
     Step("deploy", ("all", "--yes", SKIP, "--force", "--json", "--verbose")),
+    Step("secrets set", ("JWT_SECRET", "--push"), stdin="{NEW_JWT}"),
     Step("rollback", ("--yes",)),
     Step("rollback", ("--yes", "--json")),
     Step("deploy", ("all", "--yes", SKIP, "--force")),
@@ -278,8 +280,8 @@ def known_secrets(box: OpBox) -> dict[str, str]:
         password = urlsplit(values[name]).password
         assert password and len(password) >= MIN_FRAGMENT, f"{name}: a short password"
         known[f"{name} password"] = password
-    known |= {"rotated SUPABASE_ANON_KEY": NEW_ANON, "a wrong password": WRONG_PASSWORD,
-              "a malformed URL's password": MALFORMED_PASSWORD}
+    known |= {"rotated SUPABASE_ANON_KEY": NEW_ANON, "pushed JWT_SECRET": NEW_JWT,
+              "a wrong password": WRONG_PASSWORD, "a malformed URL's password": MALFORMED_PASSWORD}
     return known
 
 
@@ -290,7 +292,7 @@ def context(box: OpBox) -> dict[str, str]:
         netloc=f"{migration.username}:{WRONG_PASSWORD}@{migration.hostname}:{migration.port}")
     app = urlsplit(values["DATABASE_URL"])
     malformed = f"postgresql://{app.username}:{MALFORMED_PASSWORD}@[{app.hostname}:x/{_TAG}"
-    return {**PLANTED, "base": str(box.base), "NEW_ANON": NEW_ANON,
+    return {**PLANTED, "base": str(box.base), "NEW_ANON": NEW_ANON, "NEW_JWT": NEW_JWT,
             "DATABASE_URL": values["DATABASE_URL"],
             "MIGRATION_DATABASE_URL": values["MIGRATION_DATABASE_URL"],
             "WRONG_MIGRATION_URL": urlunsplit(wrong), "MALFORMED_DATABASE_URL": malformed}

@@ -165,8 +165,12 @@ def read_value(stream: TextIO, name: str) -> str:
 
 
 def run_secrets_set(*, inventory: str | None, env_name: str, name: str,
-                    argv_value: str | None, stream: TextIO) -> int:
-    """Store ``name`` (read from ``stream``) in the environment's secrets file, mode 0600."""
+                    argv_value: str | None, stream: TextIO, push: bool = False) -> int:
+    """Store ``name`` (read from ``stream``) in the environment's secrets file, mode 0600.
+
+    ``push``: then `deploy backend` (confirmed by asking for it): the new .env goes out
+    with a new release and the instances restart one at a time, health-gated.
+    """
     if argv_value is not None:
         # Refused before anything is read or written: it is in the shell's history now.
         raise SecretError(f"secrets set {name}: refusing a value given on the command line "
@@ -187,6 +191,12 @@ def run_secrets_set(*, inventory: str | None, env_name: str, name: str,
     if os.environ.get(name):
         print(f"note: {name} is also exported in this shell, which wins over the file; "
               f"unset it to use the new value", file=sys.stderr)
-    print(f"next: adapto deploy backend -e {env_name} ships it to the hosts' shared .env",
-          file=sys.stderr)
+    if push:
+        from adapto_ops.procedures.deploy import run_deploy
+
+        return run_deploy(inventory=inventory, env_name=env_name, hosts=None, what="backend",
+                          dry_run=False, yes=True, skip_build=True, break_lock=False,
+                          force=False, as_json=False)
+    print(f"next: adapto deploy backend -e {env_name} ships it to the hosts' shared .env "
+          "(or set it with --push)", file=sys.stderr)
     return EXIT_OK
