@@ -111,6 +111,8 @@ class Step:
     extra_env: tuple[tuple[str, str], ...] = ()
     # Seconds after which it gets SIGINT, as Ctrl-C (for --follow, which never ends).
     interrupt_after: float | None = None
+    # Text that must not be in its output (a step that must fail in one way only).
+    absent: str | None = None
 
 
 SKIP = "--skip-build"
@@ -181,15 +183,18 @@ SWEEP: list[Step] = [
     Step("deploy", ("backend", "--yes", SKIP, "--force", "--json", "--verbose"), codes=(1,)),
     Step("secrets set", ("MIGRATION_DATABASE_URL",), stdin="{MIGRATION_DATABASE_URL}"),
     Step("secrets set", ("DATABASE_URL",), stdin="{MALFORMED_DATABASE_URL}"),
-    Step("deploy", ("backend", "--yes", SKIP, "--force", "--verbose"), codes=None),
-    Step("health", ("--verbose",), codes=None),
+    # The gate fails on the new .env; the rollback puts the old .env back, and so succeeds.
+    Step("deploy", ("backend", "--yes", SKIP, "--force", "--verbose"), codes=(1,),
+         absent="rollback failed too"),
+    # The malformed URL written into the host's .env by hand, as the runbook's heredoc does.
+    Step("health", ("--verbose",), codes=None, before="break_host_env"),
     Step("health", ("--json",), codes=None),
     Step("status", ("--json",), codes=None),
     Step("db status", ("--verbose",), codes=None),
     Step("recover", ("database", "--dry-run"), codes=None),
     Step("recover", ("database", "--yes", "--verbose"), codes=None),
     Step("monitor", ("--once", "--json"), codes=None),
-    Step("secrets set", ("DATABASE_URL",), stdin="{DATABASE_URL}"),
+    Step("secrets set", ("DATABASE_URL",), stdin="{DATABASE_URL}", before="mend_host_env"),
     Step("deploy", ("backend", "--yes", SKIP, "--force")),
     Step("health"),
     Step("sandbox status"),
@@ -361,6 +366,19 @@ def hooks(box: OpBox, watch: EnvWatch) -> dict[str, Callable[[], None]]:
                   params={"token": PLANTED["SUPABASE_ANON_KEY"]},
                   headers={"Host": SERVER_NAME}, verify=False, timeout=10, trust_env=False)
 
+    host_env = box.root / "shared" / ".env"
+    kept: list[str] = []
+
+    def break_host_env() -> None:
+        text = host_env.read_text()
+        kept.append(text)
+        lines = [f"DATABASE_URL={context(box)['MALFORMED_DATABASE_URL']}"
+                 if ln.startswith("DATABASE_URL=") else ln for ln in text.split("\n")]
+        host_env.write_text("\n".join(lines))  # in place: mode and owner stay
+
+    def mend_host_env() -> None:
+        host_env.write_text(kept.pop())
+
     def plant_log_lines_later() -> None:
         # Lines that arrive while `logs --follow` streams, not only the window it starts with.
         timer = threading.Timer(3.0, plant_log_lines)
@@ -387,6 +405,8 @@ def hooks(box: OpBox, watch: EnvWatch) -> dict[str, Callable[[], None]]:
         "tighten_secrets_file": lambda: secrets_file.chmod(0o600),
         "plant_log_lines": plant_log_lines,
         "plant_log_lines_later": plant_log_lines_later,
+        "break_host_env": break_host_env,
+        "mend_host_env": mend_host_env,
         "watch_staged_env": watch_staged_env,
         "stop_watching": stop_watching,
     }
@@ -465,6 +485,9 @@ def test_no_command_prints_a_secret(box: OpBox) -> None:
         found = leaks(result.stdout + result.stderr, known)
         if found:
             problems.append(f"#{i} adapto {shown}: prints {', '.join(found)}")
+        if step.absent and step.absent in result.stdout + result.stderr:
+            problems.append(f"#{i} adapto {shown}: says {step.absent!r}\n"
+                            f"{said(result)[-3000:]}")
         if step.codes is not None and result.returncode not in step.codes:
             problems.append(f"#{i} adapto {shown}: exit {result.returncode}, expected "
                             f"{step.codes}\n{said(result)[-3000:]}")
