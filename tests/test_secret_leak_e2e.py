@@ -340,9 +340,9 @@ class EnvWatch:
 
 
 def stat_env_files(box: OpBox) -> list[tuple[str, int, int]]:
-    """(path, mode, uid) of the shared .env and any staged one."""
+    """(name, mode, uid) of the shared .env, a staged one and the one a deploy replaced."""
     found = []
-    for path in [box.root / "shared" / ".env", *(box.root / "shared").glob(".env.next-*")]:
+    for path in (box.root / "shared").glob(".env*"):
         try:
             st = path.stat()
         except FileNotFoundError:
