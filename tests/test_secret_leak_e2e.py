@@ -351,7 +351,7 @@ def stat_env_files(box: OpBox) -> list[tuple[str, int, int]]:
     return found
 
 
-def hooks(box: OpBox, watch: EnvWatch) -> dict[str, Callable[[], None]]:
+def hooks(box: OpBox, watch: EnvWatch, ctx: dict[str, str]) -> dict[str, Callable[[], None]]:
     secrets_file = box.base / ".adapto" / "secrets.env"
 
     def plant_log_lines() -> None:
@@ -359,7 +359,7 @@ def hooks(box: OpBox, watch: EnvWatch) -> dict[str, Callable[[], None]]:
         out_log = box.log_dir / f"ai-platform-backend-{SLOT.ports[0]}-out.log"
         stamp = time.strftime("%Y-%m-%d %H:%M:%S +00:00", time.gmtime())
         with out_log.open("a") as handle:
-            url = context(box)["DATABASE_URL"]
+            url = ctx["DATABASE_URL"]
             handle.write(f"{stamp}: debug token={PLANTED['SUPABASE_ANON_KEY']} url={url}\n"
                          f"{stamp}: dsn host={SLOT.address} password={urlsplit(url).password}\n")
         httpx.get(f"https://{SLOT.address}:{SLOT.https_port}/api/health",
@@ -372,7 +372,7 @@ def hooks(box: OpBox, watch: EnvWatch) -> dict[str, Callable[[], None]]:
     def break_host_env() -> None:
         text = host_env.read_text()
         kept.append(text)
-        lines = [f"DATABASE_URL={context(box)['MALFORMED_DATABASE_URL']}"
+        lines = [f"DATABASE_URL={ctx['MALFORMED_DATABASE_URL']}"
                  if ln.startswith("DATABASE_URL=") else ln for ln in text.split("\n")]
         host_env.write_text("\n".join(lines))  # in place: mode and owner stay
 
@@ -461,7 +461,7 @@ def test_no_command_prints_a_secret(box: OpBox) -> None:
     known = known_secrets(box)
     ctx = context(box)
     watch = EnvWatch([], threading.Event())
-    run_hooks = hooks(box, watch)
+    run_hooks = hooks(box, watch, ctx)
     problems: list[str] = []
     env_modes: list[tuple[str, int, int]] = []
     started = time.monotonic()
