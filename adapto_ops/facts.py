@@ -311,3 +311,42 @@ def read_firewall(transport: Transport, target: Target) -> tuple[UfwFacts, int |
     s = split_sections(result.stdout)
     return (parse_ufw_facts(s.get("ufw", ""), s.get("ufw_added", ""), s.get("ufw_defaults", "")),
             parse_ssh_port(s.get("ssh_port", "")))
+
+
+@dataclass(frozen=True)
+class EnvFileFacts:
+    """The shared .env on a host as names only: whether it exists, mode, owner, names set."""
+
+    exists: bool
+    mode: int | None = None  # e.g. 0o600
+    owner: str = ""
+    names: frozenset[str] = frozenset()
+    readable: bool = True
+
+
+def parse_env_file_names(text: str) -> EnvFileFacts:
+    """The output of :func:`adapto_ops.commands.facts.env_file_names` (pure, tolerant)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines or lines[0] == "absent":
+        return EnvFileFacts(exists=False)
+    mode, owner = None, ""
+    names: set[str] = set()
+    readable = True
+    for line in lines:
+        if line.startswith("stat="):
+            parts = line[5:].split()
+            if parts and all(c in "01234567" for c in parts[0]):
+                mode = int(parts[0], 8)
+            owner = parts[1] if len(parts) > 1 else ""
+        elif line.startswith("name="):
+            names.add(line[5:])
+        elif line == "unreadable":
+            readable = False
+    return EnvFileFacts(True, mode, owner, frozenset(names), readable)
+
+
+def read_env_file(transport: Transport, target: Target) -> EnvFileFacts:
+    """The host's shared .env: mode, owner and the names it sets; values never leave the host."""
+    result = transport.run(facts_cmd.env_file_names(target.layout.env_file), check=False,
+                           mutates=False, what="read the names in the shared .env", timeout=60)
+    return parse_env_file_names(result.stdout)

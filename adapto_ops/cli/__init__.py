@@ -18,6 +18,7 @@ from adapto_ops.cli import (  # noqa: F401  (each import registers its commands)
     operate,
     sandbox,
     ssl,
+    secrets,
     telegram,
 )
 from adapto_ops.cli.common import app

@@ -177,3 +177,28 @@ def gather(env: Environment, user: str, probe: str | None = None,
     if database is not None:
         lines += ["echo @@database", 'cat "$__adapto_db"; echo']
     return "\n".join([*lines, 'rm -f "$__adapto_probe" "$__adapto_db"', "echo @@end"])
+
+
+# The names set (non-empty value) in a dotenv file, one a line; the values stay on the host.
+ENV_NAMES_AWK = r"""
+{ sub(/^[ \t]+/, ""); sub(/^export[ \t]+/, ""); i = index($0, "=");
+  if (i < 2) next;
+  k = substr($0, 1, i - 1); v = substr($0, i + 1);
+  sub(/[ \t]+$/, "", k); sub(/^[ \t]+/, "", v); sub(/[ \t\r]+$/, "", v);
+  if (k !~ /^[A-Za-z_][A-Za-z0-9_]*$/) next;
+  if (v == "" || v == "\"\"" || v == "''") next;
+  print "name=" k }
+"""
+
+
+def env_file_names(env_file: str) -> str:
+    """Whether ``env_file`` exists, its mode and owner, and the names it sets (never values).
+
+    Prints ``absent``, or ``stat=<octal mode> <owner>`` then ``name=NAME`` lines
+    (``unreadable`` when it cannot be read). The parse happens on the host, so
+    no value crosses the wire.
+    """
+    f = q(env_file)
+    return (f"if [ ! -e {f} ]; then echo absent; else "
+            f"echo \"stat=$(stat -L -c '%a %U' {f} 2>/dev/null)\"; "
+            f"if [ -r {f} ]; then awk {q(ENV_NAMES_AWK)} {f}; else echo unreadable; fi; fi")
