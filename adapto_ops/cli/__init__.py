@@ -17,8 +17,8 @@ from adapto_ops.cli import (  # noqa: F401  (each import registers its commands)
     monitor,
     operate,
     sandbox,
-    ssl,
     secrets,
+    ssl,
     telegram,
 )
 from adapto_ops.cli.common import app
