@@ -47,6 +47,7 @@ def env_data(api_base: str, **telegram: Any) -> dict[str, Any]:
 def write_inventory(base: Path, data: dict[str, Any], secrets: dict[str, str]) -> Path:
     secrets_file = base / "secrets.env"
     secrets_file.write_text("".join(f"{k}={v}\n" for k, v in secrets.items()))
+    secrets_file.chmod(0o600)  # a readable secrets file earns a warning line on stderr
     data["environments"][ENV]["secrets"]["file"] = str(secrets_file)
     path = base / "inventory.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

@@ -43,6 +43,7 @@ def box(tmp_path_factory: pytest.TempPathFactory, fake: FakeTelegram) -> Iterato
     # The token must be the fake's; `sandbox up` gives the webhook secret a random value.
     (base / ".adapto").mkdir()
     (base / ".adapto" / "secrets.env").write_text(f"TELEGRAM_BOT_TOKEN={TOKEN}\n")
+    (base / ".adapto" / "secrets.env").chmod(0o600)
 
     def adjust(env: dict[str, Any]) -> None:
         env["secrets"]["names"] += ["TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET"]
