@@ -45,6 +45,7 @@ class DeployOptions:
     break_lock: bool = False
     force: bool = False  # deploy even when the live release already has this content
     batch: int | None = None  # hosts switched and restarted at a time (None: all)
+    rebuild: bool = False  # build the frontend even if the build cache has its inputs
 
 
 @dataclass
@@ -199,10 +200,14 @@ def deploy(selection: Selection, options: DeployOptions, reporter: Reporter) -> 
         secret_values.require_all(selection.env_name)
     build = not options.skip_build and not options.dry_run
     with Step(reporter, None, "build", "frontend" if build else "hash files") as s:
-        artifacts, build_s = collect(selection.loaded, env, options.what, build=build)
-        s.done_message = (f"{len(artifacts.manifest)} files, {artifacts.total_bytes / 1e6:.1f} MB"
-                          + (f", built in {build_s:.1f}s" if build_s else "")
-                          + f", revision {artifacts.revision}")
+        artifacts, info = collect(selection.loaded, env, options.what, build=build,
+                                  rebuild=options.rebuild)
+        how = info.describe()
+        s.done_message = ((f"{how}, " if how else "")
+                          + f"{len(artifacts.manifest)} files, "
+                          + f"{artifacts.total_bytes / 1e6:.1f} MB, revision {artifacts.revision}")
+        s.data = {"cache": info.cache, "key": info.key, "build_s": info.seconds,
+                  "source_files": info.files}
     report = DeployReport(release=None)
     with Session(selection, reporter, dry_run=options.dry_run) as session:
         deployers = session.deployers
