@@ -3,7 +3,7 @@
 A :class:`Transport` runs shell commands on one host. :class:`SSHTransport`
 opens a Fabric ``Connection`` (Paramiko underneath), runs commands through one
 long-lived remote shell (:mod:`adapto_ops.remote_shell`, a few ms each instead
-of a login per command) and sends bulk stdin over SFTP;
+of a login per command) and sends bulk stdin (over 1 MB) over SFTP;
 :class:`RecordingTransport` wraps another transport for ``--dry-run``: it
 performs reads for real (so diffs show what is on the host) and records every
 command that would change something instead of running it.
@@ -27,6 +27,9 @@ CONNECT_TIMEOUT_S = 10
 Progress = Callable[[int, int], None]  # (bytes sent, bytes in all)
 # Up to this much stdin travels inline through the host's shell; more gets a channel.
 INLINE_STDIN_MAX = 48 * 1024
+# Up to this much goes base64 in a here-document on the same channel (a small release
+# upload); more goes over SFTP, whose own channel costs a login shell but streams faster.
+HEREDOC_STDIN_MAX = 1024 * 1024  # measured: 1 MB 0.28 s, 4 MB 1.3 s; SFTP 5 MB 0.65 s
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,11 @@ class SSHTransport:
         del mutates  # only the recording transport cares
         try:
             shell = self._shell()
-            if stdin is not None and len(stdin) > INLINE_STDIN_MAX:
+            if stdin is not None and INLINE_STDIN_MAX < len(stdin) <= HEREDOC_STDIN_MAX:
+                stdout, stderr, code = shell.run(command, stdin, timeout, heredoc=True)
+                if progress is not None:
+                    progress(len(stdin), len(stdin))
+            elif stdin is not None and len(stdin) > HEREDOC_STDIN_MAX:
                 # Bulk data (a release tarball) goes over SFTP: no shell start-up, pipelined.
                 path = shell.stdin_file
                 self._upload(stdin, path, progress)
