@@ -10,6 +10,7 @@ through nginx says which build is live.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,3 +120,24 @@ def test_cache_lives_beside_the_inventory(box: OpBox) -> None:
     cache = box.base / ".adapto" / "build-cache"
     assert (cache / "hash-memo.json").is_file()
     assert not (Path(box.base / "frontend" / "dist") / "entry.json").exists()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("size", [100, 60_000, 900_000, 1_300_000])
+def test_stdin_reaches_the_host_whole_on_each_path(box: OpBox, size: int) -> None:
+    """Inline (<= 48 kB), here-document on the shell's channel (<= 1 MB), SFTP (more):
+    the bytes arrive intact and the long-lived shell keeps working afterwards."""
+    import hashlib
+
+    from adapto_ops.deploy.run import open_transport
+    from adapto_ops.selection import select
+
+    selection = select(str(box.inventory), "op", None)
+    transport = open_transport(selection, selection.targets[0])
+    try:
+        data = os.urandom(size)
+        result = transport.run("sha256sum", stdin=data)
+        assert result.stdout.split()[0] == hashlib.sha256(data).hexdigest()
+        assert transport.run("echo alive").stdout == "alive\n"
+    finally:
+        transport.close()
