@@ -81,7 +81,7 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def speed_section(adapto: Callable[..., Any], dist: Dist, ssh: SshTarget, root: Path, *,
+def speed_section(adapto: Callable[..., Any], dist: Dist, ssh: SshTarget, *,
                   reps: int) -> list[bool]:
     """Table (b); returns the verdicts (no-change --force time and ratio, one change)."""
     if not shutil.which("rsync"):

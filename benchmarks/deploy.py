@@ -519,7 +519,7 @@ def main() -> int:
         if not args.skip_load:
             verdicts += section_a(adapto, base, server_name, namespace, quick=args.quick,
                                   rate=args.rate, connections=args.connections)
-    except BenchError as exc:
+    except (BenchError, RuntimeError) as exc:  # RuntimeError: rsync failed
         print(f"\nerror: {exc}", file=sys.stderr)
         code = 1
     except subprocess.TimeoutExpired as exc:
