@@ -128,7 +128,7 @@ def frontend_dist(loaded: LoadedInventory, env: Environment, *, build: bool, reb
         raise AdaptoError(f"{dist}/index.html not found after `{command}`: check frontend.dist "
                           f"(inventory {loaded.path})")
     try:
-        entry = cache.put(key.key, dist, memo)
+        entry = cache.put(key.key, dist)  # hashed in the entry: paths the memo never sees again
     except OSError as exc:
         raise OperationFailed(f"could not store the build in {cache.root}: {exc.strerror or exc}; "
                               "free disk space there, or deploy with --skip-build") from None

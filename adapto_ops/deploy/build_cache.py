@@ -49,7 +49,7 @@ BUILD_ENV_PREFIXES = ("VITE_", "NEXT_PUBLIC_", "REACT_APP_")
 BUILD_ENV_NAMES = ("NODE_ENV",)
 RACY_S = 2.0
 MEMO_FILE = "hash-memo.json"
-MEMO_MAX = 200_000  # entries; beyond this, those not used by this run are dropped
+MEMO_MAX = 20_000  # entries; beyond this, those not used by this run are dropped
 
 
 class HashMemo:
