@@ -465,6 +465,45 @@ def section_a(adapto: Adapto, base: Path, server_name: str, namespace: str, *, q
     return verdicts
 
 
+# --- (a) GET and POST across deploys: benchmarks/deploy_traffic.py on this sandbox ---------
+
+
+def traffic_available() -> bool:
+    """benchmarks/deploy_traffic.py (GET and POST load, duplicates, missing) is there."""
+    return (Path(__file__).resolve().parent / "deploy_traffic.py").is_file()
+
+
+def section_traffic(adapto: Adapto, base: Path, server_name: str, dist: Path, *, quick: bool,
+                    rate: float, connections: int) -> list[bool]:
+    """GET and POST failures across deploy backend, deploy frontend and rollback, and the
+    nginx reload race, measured by deploy_traffic.measure_traffic on this benchmark's host."""
+    sys.path.insert(0, str(REPO))  # this worktree's adapto_ops, not an installed one
+    from deploy_traffic import Target, measure_traffic, print_rows
+
+    from adapto_ops.inventory.secrets import parse_dotenv
+
+    secrets = parse_dotenv((base / ".adapto" / "secrets.env").read_text())
+    logs = base / HOST / "nginx" / "logs"
+    target = Target(ADDRESS, HTTPS_PORT, server_name, secrets["ADAPTO_PROBE_TOKEN"],
+                    secrets["MIGRATION_DATABASE_URL"], logs / "error.log", logs / "nginx.pid",
+                    dist)
+    wait_healthy(f"https://{ADDRESS}:{HTTPS_PORT}/api/health", server_name)
+    rows = measure_traffic(lambda *a: adapto(*a), target, runs=1 if quick else 3,
+                           connections=connections, rate=rate, reloads=20 if quick else 50,
+                           progress=progress)
+    print(f"\n(a) failed requests under load: {connections} TLS connections through nginx at "
+          f"{rate:.0f} req/s, GET /api/health and POST /api/probe/record (512-byte body, "
+          "unique id, stored per request) across each command (benchmarks/deploy_traffic.py)")
+    print_rows(rows)
+    commands = [r for r in rows if "reloads" not in r]
+    bad = [r for r in commands if r.get("exit") not in (None, 0)]
+    for r in bad:
+        note(f"`adapto {r['command']}` exited {r['exit']}")
+    zero = all(r["failed"] == 0 and not r.get("duplicates") for r in commands)
+    note(f"target 0 failed and 0 processed twice across adapto's commands: {verdict(zero)}")
+    return [zero and not bad]
+
+
 # --- main -----------------------------------------------------------------------------------
 
 
@@ -516,7 +555,12 @@ def main() -> int:
         verdicts += speed_section(adapto, dist, ssh, reps=reps)
         verdicts += build_cache_section(Adapto(write_variant(adapto.inventory, base)), REPO,
                                         base / "webapp", reps=reps)
-        if not args.skip_load:
+        if args.skip_load:
+            pass
+        elif traffic_available():
+            verdicts += section_traffic(adapto, base, server_name, dist.dist, quick=args.quick,
+                                        rate=args.rate, connections=args.connections)
+        else:
             verdicts += section_a(adapto, base, server_name, namespace, quick=args.quick,
                                   rate=args.rate, connections=args.connections)
     except (BenchError, RuntimeError) as exc:  # RuntimeError: rsync failed
