@@ -77,7 +77,10 @@ class RemoteShell:
         script = (
             f"{head}(\n{command}\n) {source} > {out} 2> {err}; __rc=$?; cat {out}; "
             f"printf '\\n{self.marker}SPLIT\\n'; cat {err}; "
-            f"printf '\\n{self.marker}END %d\\n' $__rc; rm -f {out} {err} {self.stdin_file}\n"
+            # Removed before the end marker: once the caller sees it, the next command's
+            # upload (SFTP, to the same stdin file) cannot meet this rm.
+            f"rm -f {out} {err} {self.stdin_file}; "
+            f"printf '\\n{self.marker}END %d\\n' $__rc\n"
         )
         try:
             self._channel.sendall(script.encode())
