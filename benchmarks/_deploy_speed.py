@@ -199,7 +199,8 @@ def build_cache_section(adapto: Callable[..., Any], repo: Path, source: Path, *,
     def build_of(run: Any) -> str:
         event = next((e for e in run.events if e.get("step") == "build"
                       and e.get("kind") == "ok"), {})
-        return str(event.get("message", "?")).split(",")[0]
+        message = str(event.get("message", "?"))
+        return message[: message.find(")") + 1] if ")" in message else message
 
     cached_s = median([r.wall_s for r in cached])
     ok = cached_s <= DEPLOY_ALL_CACHED_TARGET_S and all(
