@@ -122,10 +122,24 @@ class Prepared:
 
 
 def parse_state(text: str) -> HostState:
-    data = json.loads(text or "{}")
-    releases = [ReleaseInfo(r["id"], bool(r["complete"]), r.get("meta"), bool(r.get("live")))
-                for r in data.get("releases", [])]
-    return HostState(data.get("current"), releases, data.get("lock"))
+    """The output of :func:`adapto_ops.commands.release.read_state` as a HostState."""
+    head, marker, lock = text.partition("\nLOCK\n")  # LOCK is never the first line
+    current: str | None = None
+    releases = []
+    for line in head.splitlines():
+        fields = line.split("\t", 4)
+        if fields[0] == "CUR" and len(fields) == 2:
+            current = fields[1] or None
+        elif fields[0] == "REL" and len(fields) == 5:
+            try:
+                meta = json.loads(fields[4]) if fields[4] else None
+            except json.JSONDecodeError:
+                meta = None  # a damaged meta: the release is listed, not trusted
+            releases.append(ReleaseInfo(fields[1], fields[2] == "1",
+                                        meta if isinstance(meta, dict) else None,
+                                        fields[3] == "1"))
+    releases.sort(key=lambda r: r.id)
+    return HostState(current, releases, lock if marker and lock else None)
 
 
 def probe_address(target: Target) -> str:
