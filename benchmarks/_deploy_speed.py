@@ -82,7 +82,7 @@ def median(values: list[float]) -> float:
 
 
 def speed_section(adapto: Callable[..., Any], dist: Dist, ssh: SshTarget, *,
-                  reps: int) -> list[bool]:
+                  reps: int, before: Callable[..., Any] | None = None) -> list[bool]:
     """Table (b); returns the verdicts (no-change --force time and ratio, one change)."""
     if not shutil.which("rsync"):
         raise RuntimeError("rsync is not installed (apt-get install -y rsync)")
@@ -93,10 +93,13 @@ def speed_section(adapto: Callable[..., Any], dist: Dist, ssh: SshTarget, *,
     first = adapto(*deploy, timeout=600).check("first deploy")
     first_copy = rsync(ssh, dist.dist, "rsync-copy")
     forced, forced_copies, no_change, changed, changed_copies = [], [], [], [], []
+    baseline = []
     for rep in range(reps):
         progress(f"(b) no change --force, beside rsync ({rep + 1}/{reps})")
         forced.append(adapto(*deploy, "--force").check("no-change --force"))
         forced_copies.append(rsync(ssh, dist.dist, "rsync-copy"))
+        if before is not None:
+            baseline.append(before(*deploy, "--force").check("no-change --force (before)"))
     for _ in range(reps):
         no_change.append(adapto(*deploy).check("no-change redeploy"))
     hero_sizes = []
@@ -127,6 +130,10 @@ def speed_section(adapto: Callable[..., Any], dist: Dist, ssh: SshTarget, *,
          f"{forced_s:.2f}", str(forced[-1].bytes_sent), f"{forced_rsync:.2f}",
          str(forced_copies[-1].bytes_sent), f"{ratio:.1f}x",
          f"<= {NO_CHANGE_FORCE_TARGET_S} s and <= {NO_CHANGE_FORCE_RATIO}x", verdict(ok_forced)],
+        *([[f"no change --force, before: {before.code} (x{reps}: {walls(baseline)})",
+             f"{wall(baseline):.2f}", str(baseline[-1].bytes_sent), f"{forced_rsync:.2f}", "-",
+             f"{wall(baseline) / forced_rsync:.1f}x", "(comparison)", "-"]]
+          if before is not None else []),
         [f"no change, skipped (x{reps}: {walls(no_change)})", f"{wall(no_change):.2f}",
          str(no_change[-1].bytes_sent), f"{forced_rsync:.2f}", "-",
          f"{wall(no_change) / forced_rsync:.1f}x", f"<= {NO_CHANGE_TARGET_S} s",

@@ -210,18 +210,19 @@ class CliRun:
 
 
 class Adapto:
-    def __init__(self, inventory: Path) -> None:
+    def __init__(self, inventory: Path, code: Path = REPO) -> None:
         self.inventory = inventory
+        self.code = code  # the checkout whose adapto_ops runs (--compare: another one)
 
     def __call__(self, *args: str, timeout: float = 300) -> CliRun:
         """`python -m adapto_ops ARGS -e sandbox -i INVENTORY`, timed as a whole; output via files
         (a daemon the command starts must not hold a pipe open)."""
         argv = [*args, "-e", ENV, "-i", str(self.inventory)]
-        env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+        env = {**os.environ, "PYTHONPATH": str(self.code), "COLUMNS": "200"}
         env.pop("ADAPTO_INVENTORY", None)
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             started_at, started = time.time(), time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "adapto_ops", *argv], cwd=REPO,
+            proc = subprocess.run([sys.executable, "-m", "adapto_ops", *argv], cwd=self.code,
                                   stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
                                   timeout=timeout, check=False)
             wall = time.perf_counter() - started
@@ -514,6 +515,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=CONNECTIONS,
                         help="load: TLS connections (>= 16)")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument("--compare", metavar="CHECKOUT",
+                        help="also time no-change --force with the adapto_ops of another "
+                             "checkout (e.g. /work/main) on the same host, run by run")
     parser.add_argument("--skip-load", action="store_true",
                         help="only the timing tables (b) and (c): no load, no table (a)")
     args = parser.parse_args()
@@ -552,7 +556,8 @@ def main() -> int:
         reps = 1 if args.quick else 3
         ssh = SshTarget(ADDRESS, SSH_PORT, base / ".adapto" / "id_ed25519",
                         base / HOST / "ssh" / "known_hosts", base / HOST)
-        verdicts += speed_section(adapto, dist, ssh, reps=reps)
+        before = Adapto(adapto.inventory, Path(args.compare)) if args.compare else None
+        verdicts += speed_section(adapto, dist, ssh, reps=reps, before=before)
         verdicts += build_cache_section(Adapto(write_variant(adapto.inventory, base)), REPO,
                                         base / "webapp", reps=reps)
         if args.skip_load:
