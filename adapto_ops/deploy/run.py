@@ -254,6 +254,13 @@ def deploy(selection: Selection, options: DeployOptions, reporter: Reporter) -> 
         s.data = {"cache": info.cache, "key": info.key, "build_s": info.seconds,
                   "source_files": info.files}
     report = DeployReport(release=None)
+    # Rendered while the SSH connection may still be opening (Jinja's import included).
+    try:
+        env_files = {t.host.name: render_env(t, secret_values, str(selection.secrets_file))
+                     for t in selection.targets}
+    except BaseException:
+        session.abandon()
+        raise
     with session:
         deployers = session.deployers
         indexes = list(range(len(deployers)))
@@ -266,8 +273,8 @@ def deploy(selection: Selection, options: DeployOptions, reporter: Reporter) -> 
 
         def prepare(i: int, skip_unchanged: bool) -> Prepared:
             d = deployers[i]
-            env_file = render_env(d.target, secret_values, str(selection.secrets_file))
-            return d.prepare(release_id, artifacts, states[i], env_file, force=options.force,
+            return d.prepare(release_id, artifacts, states[i], env_files[d.name],
+                             force=options.force,
                              skip_unchanged=skip_unchanged)
 
         skip = not (options.force or options.dry_run)
