@@ -383,10 +383,12 @@ class HostDeployer:
     def switch(self, release_id: str, *, reload: bool = True) -> None:
         """Env file and `current` to the release, then (if needed) a graceful nginx reload.
 
-        The reload empties open_file_cache, so new frontend files are served at
-        once; it is skipped when neither the site config nor the frontend changed,
-        because a reload closes idle client keep-alive connections and a request
-        racing that close fails.
+        Only a changed site config needs the reload: nginx reads index.html and
+        assets/ through `current` on every request (open_file_cache is off
+        there), so a new frontend is served at once.
+        A reload closes idle client keep-alive connections, and a request racing
+        that close fails: under load ~1-3 requests per reload for clients that
+        do not resend (benchmarks/deploy_traffic.py).
         """
         with self.step("switch", f"current -> {release_id}"
                        + ("" if reload else " (nginx unchanged, no reload)")):

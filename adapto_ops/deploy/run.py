@@ -317,7 +317,7 @@ def deploy(selection: Selection, options: DeployOptions, reporter: Reporter) -> 
 
         def activate(i: int) -> None:
             d, prep = deployers[i], prepared[i]
-            d.switch(release_id, reload=bool(nginx_changed[i]) or prep.dist_changed)
+            d.switch(release_id, reload=bool(nginx_changed[i]))
             activated.append(i)
             if prep.restart_backend:
                 d.rolling_restart(prep.backend_release)
@@ -447,7 +447,7 @@ def _rollback_after_failure(deployers: list[HostDeployer], prepared: list[Prepar
             reporter.emit(Event("warn", "rollback", "no previous release to return to", d.name))
             return
         nginx_changed = d.install_nginx(previous.id)
-        d.switch(previous.id, reload=nginx_changed or prep.dist_changed)
+        d.switch(previous.id, reload=nginx_changed)
         if prep.restart_backend and d.replaced:
             # Only the instances the failed release reached; the others never left it.
             d.rolling_restart(previous.backend_release, names=list(d.replaced))
@@ -531,10 +531,7 @@ def rollback(selection: Selection, to: str | None, reporter: Reporter,
             o.release = target.id
             current = state.release(state.current)
             nginx_changed = d.install_nginx(target.id)
-            same_dist = (current is not None and (current.meta or {}).get("dist_hash")
-                         and (current.meta or {}).get("dist_hash")
-                         == (target.meta or {}).get("dist_hash"))
-            d.switch(target.id, reload=nginx_changed or not same_dist)
+            d.switch(target.id, reload=nginx_changed)
             if current is None or current.backend_release != target.backend_release:
                 d.rolling_restart(target.backend_release)
                 restarted[index] = True

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from aiplatform import __version__, config, errors, logs
+from aiplatform import __version__, config, drain, errors, logs
 from aiplatform.agent import agent_for, close_agent
 from aiplatform.agent.service import web_chat_answerer
 from aiplatform.db import pool
@@ -21,7 +21,17 @@ from aiplatform.middleware import RequestContext
 from aiplatform.ratelimit import SlidingWindow
 from aiplatform.realtime import ws
 from aiplatform.realtime.fanout import Fanout
-from aiplatform.routers import agent, auth, chat, dialogs, health, knowledge, telegram, widget
+from aiplatform.routers import (
+    agent,
+    auth,
+    chat,
+    dialogs,
+    health,
+    knowledge,
+    probe,
+    telegram,
+    widget,
+)
 from aiplatform.telegram import close_bot
 
 # Tests and rehearsals make a release that never comes up by shipping this file.
@@ -74,10 +84,14 @@ def create_app(settings: config.Settings | None = None) -> FastAPI:
     app.state.on_user_message = [web_chat_answerer(lambda: agent_for(app.state))]
     app.state.fanout = None
     for router in (health.router, auth.router, dialogs.router, chat.router, ws.router,
-                   knowledge.router, agent.router, widget.router, telegram.router):
+                   knowledge.router, agent.router, widget.router, telegram.router, probe.router):
         app.include_router(router)
     app.add_middleware(RequestContext, max_body=settings.max_body)
+    # Outermost: while the instance drains, every answer closes its connection.
+    app.add_middleware(drain.CloseWhenDraining)
     return app
 
 
+# Under uvicorn, SIGTERM/SIGINT drains before shutting down (aiplatform/drain.py).
+drain.install()
 app = create_app()
