@@ -515,6 +515,8 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=CONNECTIONS,
                         help="load: TLS connections (>= 16)")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument("--reps", type=int, default=0, metavar="N",
+                        help="repeats of each timing case in (b) and (c) (default 3, --quick 1)")
     parser.add_argument("--compare", metavar="CHECKOUT",
                         help="also time no-change --force with the adapto_ops of another "
                              "checkout (e.g. /work/main) on the same host, run by run")
@@ -553,7 +555,7 @@ def main() -> int:
         boot = adapto("deploy", "all", "--skip-build", "--yes", "--json",
                       timeout=900).check("bootstrap deploy all")
         note(f"bootstrap `deploy all --skip-build`: {boot.wall_s:.1f} s, release {boot.release}")
-        reps = 1 if args.quick else 3
+        reps = args.reps or (1 if args.quick else 3)
         ssh = SshTarget(ADDRESS, SSH_PORT, base / ".adapto" / "id_ed25519",
                         base / HOST / "ssh" / "known_hosts", base / HOST)
         before = Adapto(adapto.inventory, Path(args.compare)) if args.compare else None
