@@ -199,7 +199,14 @@ class CliRun:
         """Step timings of a --json run: `connect 0.21, upload 0.40, ...`."""
         done = [e for e in self.events if e.get("kind") in ("ok", "fail") and
                 e.get("elapsed_s") is not None]
-        return ", ".join(f"{e['step']} {e['elapsed_s']:.2f}" for e in done)
+        text = ", ".join(f"{e['step']} {e['elapsed_s']:.2f}" for e in done)
+        if self.events and self.started_at:
+            # Where the rest went: before the first event (start-up), to the result, to exit.
+            first = min(float(e["ts"]) for e in self.events) - self.started_at
+            last = float(self.result.get("ts", 0.0)) - self.started_at
+            text = (f"first event at {first:.2f}; {text}; result at {last:.2f}, "
+                    f"exit at {self.wall_s:.2f}")
+        return text
 
     def check(self, what: str) -> CliRun:
         if self.code != 0:
