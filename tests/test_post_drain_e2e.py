@@ -9,10 +9,11 @@ has sent, so a restarting instance that closes a pooled keep-alive connection
 under nginx fails the request (502): the backend's drain (aiplatform/drain.py)
 lets nginx close them instead. The deploy must fail no POST, no id may be
 stored twice, and every 2xx must be stored; nginx must log no upstream reset
-or premature close (the race itself), and each replaced instance must have
-logged its drain. A frontend deploy switches `current` without reloading
-nginx (a reload closes idle client keep-alive connections under clients'
-requests), and still serves the new files at once.
+or premature close (the race itself, also for the GETs loaded beside, which
+nginx resends), and each replaced instance must have logged its drain.
+A frontend deploy switches `current` without reloading nginx (a reload
+closes idle client keep-alive connections under clients' requests), and
+still serves the new files at once.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.deploy_traffic import Target, measure_one
+from benchmarks.deploy_traffic import Target, TrafficRunner, measure_one
 from tests.e2e_support import sandbox_marks
 from tests.operate_sandbox import SERVER_NAME, OpBox, Slot, deployed_sandbox
 
@@ -71,8 +72,16 @@ def drains_logged(log_dir: Path) -> list[dict[str, Any]]:
 
 def test_post_load_across_deploy_backend_fails_nothing_and_nothing_twice(box: OpBox) -> None:
     before = len(drains_logged(box.log_dir))
-    row = measure_one(box.cli, target(box), "deploy backend", "POST",
-                      args=("deploy", "backend", "--force", "--yes"))
+    # GETs beside the POSTs: nginx resends a GET that meets the race, so it does not
+    # fail, but logs it; cheaper than POSTs, they make a race more likely to show.
+    gets = TrafficRunner(target(box), "GET", "get", connections=16, rate=300,
+                         max_seconds=120, max_requests=40000).start()
+    try:
+        row = measure_one(box.cli, target(box), "deploy backend", "POST",
+                          args=("deploy", "backend", "--force", "--yes"))
+    finally:
+        get_load = gets.stop()
+    assert get_load.total >= 200 and get_load.failed == 0, get_load.by_kind
     assert row["exit"] == 0, row
     assert row["requests"] >= 200, row  # the load really ran across the restart
     assert (row["failed"], row["duplicates"], row["missing"]) == (0, 0, 0), row
