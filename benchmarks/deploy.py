@@ -1,4 +1,5 @@
-"""Deploy benchmark: failed requests across a deploy and a rollback; deploy wall time and bytes.
+"""Deploy benchmark, in one run: deploy times and bytes beside rsync, the build cache, and
+GET/POST failures across deploy backend, deploy frontend and rollback.
 
 Brings up its own sandbox host on 127.0.0.41 (SSH port 2341, HTTPS 8441,
 backends on 3041/3042) with every file under /var/tmp/adapto-bench-<pid>, and
@@ -9,8 +10,15 @@ suite's addresses. Run as root, from anywhere:
     python3 benchmarks/deploy.py            # full: ~3 runs per case
     python3 benchmarks/deploy.py --quick    # one run per case, shorter baseline
     python3 benchmarks/deploy.py --skip-load  # only the timings (b) and (c)
+    python3 benchmarks/deploy.py --compare /work/main  # + another checkout's no-change
 
-(a) Zero downtime: >= 16 TLS connections load https://127.0.0.41:8441/api/health
+(a) With benchmarks/deploy_traffic.py present: its measure_traffic on this host
+    (GET /api/health and POST /api/probe/record, 16 TLS connections at 300
+    req/s, across deploy backend --force, deploy frontend and rollback, 3 runs
+    each, 1 with --quick; duplicates and missing POSTs from the backend's own
+    record; the nginx reload race, 50 reloads, 20 with --quick). Without it,
+    the older GET-only table:
+    Zero downtime: >= 16 TLS connections load https://127.0.0.41:8441/api/health
     through nginx (Host and SNI = the site's name, the sandbox's self-signed
     certificate not verified) from 1 s before each of `deploy backend --force`,
     `rollback --yes` (3 of each, 1 with --quick) and, for comparison, the
