@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_support import said, sandbox_marks
+from tests.e2e_support import adapto, said, sandbox_marks
 from tests.operate_sandbox import OpBox, Slot, deployed_sandbox
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, *sandbox_marks()]
@@ -141,3 +141,20 @@ def test_stdin_reaches_the_host_whole_on_each_path(box: OpBox, size: int) -> Non
         assert transport.run("echo alive").stdout == "alive\n"
     finally:
         transport.close()
+
+
+@pytest.mark.timeout(120)
+def test_a_failed_build_changes_nothing_and_leaves_no_lock(box: OpBox) -> None:
+    """The connection opened while building is closed again; nothing reached the host."""
+    def failing(env: dict[str, Any]) -> None:
+        env["frontend"]["build"] = "echo 'vite: boom' >&2; exit 3"
+
+    variant = box.write_variant("failing-build", failing)
+    before = sorted(p.name for p in (box.root / "releases").iterdir())
+    current = os.readlink(box.root / "current")
+    result = adapto("deploy", "all", "--yes", "-e", "op", "-i", str(variant))
+    assert result.returncode == 1, said(result)
+    assert "frontend build" in result.stderr and "vite: boom" in result.stderr
+    assert sorted(p.name for p in (box.root / "releases").iterdir()) == before
+    assert os.readlink(box.root / "current") == current
+    assert not (box.root / ".adapto" / "lock").exists()
