@@ -3,7 +3,7 @@
 A :class:`Transport` runs shell commands on one host. :class:`SSHTransport`
 opens a Fabric ``Connection`` (Paramiko underneath), runs commands through one
 long-lived remote shell (:mod:`adapto_ops.remote_shell`, a few ms each instead
-of a login per command) and sends bulk stdin over SFTP;
+of a login per command) and sends bulk stdin (over 256 kB) over SFTP;
 :class:`RecordingTransport` wraps another transport for ``--dry-run``: it
 performs reads for real (so diffs show what is on the host) and records every
 command that would change something instead of running it.
@@ -27,6 +27,12 @@ CONNECT_TIMEOUT_S = 10
 Progress = Callable[[int, int], None]  # (bytes sent, bytes in all)
 # Up to this much stdin travels inline through the host's shell; more gets a channel.
 INLINE_STDIN_MAX = 48 * 1024
+# Up to this much goes base64 in a here-document on the shell's channel (an incremental
+# release upload); more goes over SFTP. Measured on loopback: 130 kB 0.03 s either way,
+# 500 kB 0.09 s vs 0.05 s, 4 MB 1.3 s vs 0.4 s; but a host whose sshd runs sftp-server
+# through the login shell (Debian's default) pays that shell's start (0.3-0.6 s with a
+# heavy ~/.bashrc) for the SFTP channel, which small uploads then avoid.
+HEREDOC_STDIN_MAX = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -223,7 +229,11 @@ class SSHTransport:
         del mutates  # only the recording transport cares
         try:
             shell = self._shell()
-            if stdin is not None and len(stdin) > INLINE_STDIN_MAX:
+            if stdin is not None and INLINE_STDIN_MAX < len(stdin) <= HEREDOC_STDIN_MAX:
+                stdout, stderr, code = shell.run(command, stdin, timeout, heredoc=True)
+                if progress is not None:
+                    progress(len(stdin), len(stdin))
+            elif stdin is not None and len(stdin) > HEREDOC_STDIN_MAX:
                 # Bulk data (a release tarball) goes over SFTP: no shell start-up, pipelined.
                 path = shell.stdin_file
                 shell.make_stdin_file()

@@ -1,4 +1,5 @@
-"""Deploy benchmark: failed requests across a deploy and a rollback; deploy wall time and bytes.
+"""Deploy benchmark, in one run: deploy times and bytes beside rsync, the build cache, and
+GET/POST failures across deploy backend, deploy frontend and rollback.
 
 Brings up its own sandbox host on 127.0.0.41 (SSH port 2341, HTTPS 8441,
 backends on 3041/3042) with every file under /var/tmp/adapto-bench-<pid>, and
@@ -8,8 +9,16 @@ suite's addresses. Run as root, from anywhere:
 
     python3 benchmarks/deploy.py            # full: ~3 runs per case
     python3 benchmarks/deploy.py --quick    # one run per case, shorter baseline
+    python3 benchmarks/deploy.py --skip-load  # only the timings (b) and (c)
+    python3 benchmarks/deploy.py --compare /work/main  # + another checkout's no-change
 
-(a) Zero downtime: >= 16 TLS connections load https://127.0.0.41:8441/api/health
+(a) With benchmarks/deploy_traffic.py present: its measure_traffic on this host
+    (GET /api/health and POST /api/probe/record, 16 TLS connections at 300
+    req/s, across deploy backend --force, deploy frontend and rollback, 3 runs
+    each, 1 with --quick; duplicates and missing POSTs from the backend's own
+    record; the nginx reload race, 50 reloads, 20 with --quick). Without it,
+    the older GET-only table:
+    Zero downtime: >= 16 TLS connections load https://127.0.0.41:8441/api/health
     through nginx (Host and SNI = the site's name, the sandbox's self-signed
     certificate not verified) from 1 s before each of `deploy backend --force`,
     `rollback --yes` (3 of each, 1 with --quick) and, for comparison, the
@@ -19,10 +28,12 @@ suite's addresses. Run as root, from anywhere:
     adapto.
 (b) Wall time of the whole CLI command and bytes sent (the `upload` event of
     `--json`) for `deploy frontend --skip-build` of a generated 300-file
-    ~37 MB dist: first upload, no-change redeploy (skipped as unchanged; target
-    <= 1.5 s) and its --force variant, one changed 100 kB asset (target <= 2 s,
-    bytes <= 3x the file + the generated files). rsync -a of the same dist over
-    the same sshd is printed as a reference point.
+    ~37 MB dist, each beside `rsync -a --delete` of the same dist over the same
+    sshd right after it: first upload, no-change `--force` (targets <= 1.0 s
+    and <= 2.5x rsync), no change skipped as unchanged (<= 1.5 s), one changed
+    100 kB asset (<= 2 s). See benchmarks/_deploy_speed.py.
+(c) The build cache: no-change `deploy all` with the real reference/frontend
+    and its npm build (target <= 1.5 s), beside `deploy all --rebuild`.
 
 Exit code 0 once every figure is printed (MISS included; --strict turns a MISS
 into exit 1), 1 when the run could not be done, 2 when a tool is missing.
@@ -34,12 +45,9 @@ import argparse
 import copy
 import json
 import os
-import pwd
-import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,8 +58,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _dist import HERO_BYTES, Dist, write_tiny
+from _deploy_speed import SshTarget, build_cache_section, speed_section
+from _dist import Dist, write_tiny
 from _load import LoadResult, LoadRunner
+from _report import note, progress, table, verdict
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = "sandbox"
@@ -69,8 +79,6 @@ LOAD_CAP_S = 60.0
 LOAD_CAP_REQUESTS = 30000
 LEAD_S = 1.0  # load runs this long before the command starts and after it ends
 
-NO_CHANGE_TARGET_S = 1.5
-ONE_CHANGE_TARGET_S = 2.0
 
 
 class BenchError(Exception):
@@ -141,6 +149,17 @@ def write_inventory(base: Path) -> Path:
     return path
 
 
+def write_variant(inventory: Path, base: Path) -> Path:
+    """The benchmark's inventory with the frontend at ``base/webapp``, built by its command."""
+    import yaml
+
+    data = yaml.safe_load(inventory.read_text())
+    data["environments"][ENV]["frontend"]["source"] = str(base / "webapp")
+    path = base / "inventory-build.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
 # --- running adapto ---------------------------------------------------------------------
 
 
@@ -188,7 +207,14 @@ class CliRun:
         """Step timings of a --json run: `connect 0.21, upload 0.40, ...`."""
         done = [e for e in self.events if e.get("kind") in ("ok", "fail") and
                 e.get("elapsed_s") is not None]
-        return ", ".join(f"{e['step']} {e['elapsed_s']:.2f}" for e in done)
+        text = ", ".join(f"{e['step']} {e['elapsed_s']:.2f}" for e in done)
+        if self.events and self.started_at:
+            # Where the rest went: before the first event (start-up), to the result, to exit.
+            first = min(float(e["ts"]) for e in self.events) - self.started_at
+            last = float(self.result.get("ts", 0.0)) - self.started_at
+            text = (f"first event at {first:.2f}; {text}; result at {last:.2f}, "
+                    f"exit at {self.wall_s:.2f}")
+        return text
 
     def check(self, what: str) -> CliRun:
         if self.code != 0:
@@ -199,18 +225,19 @@ class CliRun:
 
 
 class Adapto:
-    def __init__(self, inventory: Path) -> None:
+    def __init__(self, inventory: Path, code: Path = REPO) -> None:
         self.inventory = inventory
+        self.code = code  # the checkout whose adapto_ops runs (--compare: another one)
 
     def __call__(self, *args: str, timeout: float = 300) -> CliRun:
         """`python -m adapto_ops ARGS -e sandbox -i INVENTORY`, timed as a whole; output via files
         (a daemon the command starts must not hold a pipe open)."""
         argv = [*args, "-e", ENV, "-i", str(self.inventory)]
-        env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+        env = {**os.environ, "PYTHONPATH": str(self.code), "COLUMNS": "200"}
         env.pop("ADAPTO_INVENTORY", None)
         with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
             started_at, started = time.time(), time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "adapto_ops", *argv], cwd=REPO,
+            proc = subprocess.run([sys.executable, "-m", "adapto_ops", *argv], cwd=self.code,
                                   stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
                                   timeout=timeout, check=False)
             wall = time.perf_counter() - started
@@ -225,36 +252,6 @@ class Adapto:
                     except json.JSONDecodeError:
                         pass
         return run
-
-
-# --- output -------------------------------------------------------------------------------
-
-
-def table(title: str, headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    line = "  ".join("-" * w for w in widths)
-    print(f"\n{title}")
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-    print(line)
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
-    sys.stdout.flush()
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
-def mb(n: float) -> str:
-    return f"{n / 1e6:.2f} MB"
-
-
-def note(text: str) -> None:
-    print(f"  {text}", flush=True)
-
-
-def progress(text: str) -> None:
-    print(f"... {text}", file=sys.stderr, flush=True)
 
 
 # --- (a) requests across restarts ---------------------------------------------------------
@@ -484,158 +481,43 @@ def section_a(adapto: Adapto, base: Path, server_name: str, namespace: str, *, q
     return verdicts
 
 
-# --- (b) wall time and bytes --------------------------------------------------------------
+# --- (a) GET and POST across deploys: benchmarks/deploy_traffic.py on this sandbox ---------
 
 
-def generated_sizes(root: Path, release: str) -> dict[str, int]:
-    """Raw sizes of the files adapto generates for every release (not from the dist)."""
-    rdir = root / "releases" / release
-    files = {
-        "meta JSON (.adapto-release.json)": rdir / ".adapto-release.json",
-        "PM2 ecosystem.config.js": rdir / "ecosystem.config.js",
-        "nginx-site.conf": rdir / "nginx-site.conf",
-        "backend/RELEASE": rdir / "backend" / "RELEASE",
-        "env file (shared/.env)": root / "shared" / ".env",
-    }
-    return {name: path.stat().st_size for name, path in files.items() if path.exists()}
+def traffic_available() -> bool:
+    """benchmarks/deploy_traffic.py (GET and POST load, duplicates, missing) is there."""
+    return (Path(__file__).resolve().parent / "deploy_traffic.py").is_file()
 
 
-def ssh_round_trip_ms(base: Path, runs: int = 11) -> tuple[float, float]:
-    """Medians over one open SSH connection (Paramiko, as adapto): a command (`true`, run by
-    the user's login shell as every SSH command is) and an SFTP channel (no shell)."""
-    import paramiko
+def section_traffic(adapto: Adapto, base: Path, server_name: str, dist: Path, *, quick: bool,
+                    rate: float, connections: int) -> list[bool]:
+    """GET and POST failures across deploy backend, deploy frontend and rollback, and the
+    nginx reload race, measured by deploy_traffic.measure_traffic on this benchmark's host."""
+    sys.path.insert(0, str(REPO))  # this worktree's adapto_ops, not an installed one
+    from deploy_traffic import Target, measure_traffic, print_rows
 
-    client = paramiko.SSHClient()
-    client.load_host_keys(str(base / HOST / "ssh" / "known_hosts"))
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect(ADDRESS, port=SSH_PORT, username="root",
-                   key_filename=str(base / ".adapto" / "id_ed25519"), look_for_keys=False,
-                   allow_agent=False, timeout=10)
-    command, sftp = [], []
-    try:
-        for _ in range(runs):
-            started = time.perf_counter()
-            _, out, _ = client.exec_command("true")
-            out.channel.recv_exit_status()
-            command.append((time.perf_counter() - started) * 1000)
-            started = time.perf_counter()
-            client.open_sftp().close()
-            sftp.append((time.perf_counter() - started) * 1000)
-    finally:
-        client.close()
-    return statistics.median(command), statistics.median(sftp)
+    from adapto_ops.inventory.secrets import parse_dotenv
 
-
-def section_b(adapto: Adapto, base: Path, dist: Dist, *, quick: bool) -> list[bool]:
-    reps = 1 if quick else 3
-    deploy = ("deploy", "frontend", "--skip-build", "--yes", "--json")
-    root = base / HOST / "app"
-
-    progress("(b) generating the 300-file dist")
-    files, total = dist.write()
-    progress(f"(b) first deploy of {files} files, {mb(total)}")
-    first = adapto(*deploy, timeout=600).check("first deploy")
-
-    no_change = [adapto(*deploy).check("no-change redeploy") for _ in range(reps)]
-    forced = [adapto(*deploy, "--force").check("forced redeploy") for _ in range(reps)]
-    changed: list[tuple[CliRun, str, int]] = []
-    for generation in range(1, reps + 1):
-        path, size = dist.change_hero(generation)
-        changed.append((adapto(*deploy).check("one-change redeploy"), path, size))
-
-    def median_wall(runs: list[CliRun]) -> float:
-        return statistics.median(r.wall_s for r in runs)
-
-    def walls(runs: list[CliRun]) -> str:
-        return "/".join(f"{r.wall_s:.2f}" for r in runs)
-
-    one_runs = [c[0] for c in changed]
-    gen = generated_sizes(root, one_runs[-1].release or "")
-    gen_total = sum(gen.values())
-    index_size = (dist.dist / "index.html").stat().st_size
-    allowance = 3 * HERO_BYTES + gen_total + index_size
-    one_bytes = [r.bytes_sent for r in one_runs]
-    bytes_ok = max(one_bytes) <= allowance
-    time_ok_nc = median_wall(no_change) <= NO_CHANGE_TARGET_S
-    time_ok_one = median_wall(one_runs) <= ONE_CHANGE_TARGET_S
-
-    rows = [
-        ["first deploy (300 files)", f"{first.wall_s:.2f}", f"{first.duration_s:.2f}",
-         f"{first.bytes_sent} ({mb(first.bytes_sent)})", str(first.files_sent),
-         first.outcome, "(reference: rsync below)", "-"],
-        [f"no change (x{reps}: {walls(no_change)})", f"{median_wall(no_change):.2f}",
-         f"{statistics.median(r.duration_s for r in no_change):.2f}",
-         str(no_change[-1].bytes_sent), str(no_change[-1].files_sent),
-         no_change[-1].outcome, f"<= {NO_CHANGE_TARGET_S} s", verdict(time_ok_nc)],
-        [f"no change --force (x{reps}: {walls(forced)})", f"{median_wall(forced):.2f}",
-         f"{statistics.median(r.duration_s for r in forced):.2f}",
-         str(forced[-1].bytes_sent), str(forced[-1].files_sent), forced[-1].outcome,
-         "(info)", "-"],
-        [f"one 100 kB asset changed (x{reps}: {walls(one_runs)})",
-         f"{median_wall(one_runs):.2f}",
-         f"{statistics.median(r.duration_s for r in one_runs):.2f}",
-         "/".join(str(b) for b in one_bytes), str(one_runs[-1].files_sent),
-         one_runs[-1].outcome, f"<= {ONE_CHANGE_TARGET_S} s; <= {allowance} B",
-         verdict(time_ok_one and bytes_ok)],
-    ]
-    table(f"(b) `adapto deploy frontend --skip-build --json`: a generated dist of {files} files, "
-          f"{mb(total)} (wall = whole CLI process; median of {reps})",
-          ["case", "wall s", "adapto s", "bytes sent", "files sent", "result", "target",
-           "verdict"], rows)
-    note("wall s = the whole `python3 -m adapto_ops ...` process; adapto s = its own "
-         "duration_s (from hashing to the health gate: no start-up, history/prune, unlock)")
-    note(f"first deploy steps: {first.steps()}")
-    note(f"no-change steps: {no_change[-1].steps()}")
-    note(f"--force steps: {forced[-1].steps()}")
-    note(f"one-change steps: {one_runs[-1].steps()}")
-    last = changed[-1]
-    overhead = last[0].bytes_sent - last[2]
-    note(f"one changed asset: {last[1]} = {last[2]} B (random bytes: does not compress); "
-         f"bytes sent {last[0].bytes_sent} B; overhead = bytes sent - file = {overhead} B")
-    note(f"  the overhead carries index.html ({index_size} B) and the generated files, raw "
-         f"sizes: " + ", ".join(f"{k} {v} B" for k, v in gen.items())
-         + f"; total {gen_total} B (gzip level 1 in the tarball)")
-    note(f"  bytes target: <= 3 x {HERO_BYTES} + index.html + generated files = {allowance} B: "
-         f"{verdict(bytes_ok)} (time {verdict(time_ok_one)})")
-    note(f"no-change runs reported: {no_change[-1].outcome}; --force sent "
-         f"{forced[-1].files_sent} files / {forced[-1].bytes_sent} B for identical content")
-    rtt, sftp = ssh_round_trip_ms(base)
-    note(f"one SSH command round trip on this sshd (Paramiko, connection open): `true` median "
-         f"{rtt:.0f} ms; an SFTP channel (no shell) {sftp:.0f} ms: the remote login shell "
-         f"({pwd.getpwuid(os.getuid()).pw_shell}, which reads ~/.bashrc for SSH commands) costs "
-         f"~{rtt - sftp:.0f} ms per command")
-    return [time_ok_nc, time_ok_one and bytes_ok]
-
-
-# --- rsync reference ----------------------------------------------------------------------
-
-
-def rsync_reference(base: Path, dist: Path) -> None:
-    rsync = shutil.which("rsync")
-    if not rsync:
-        note("rsync reference skipped: rsync not installed (apt-get install -y rsync)")
-        return
-    key = base / ".adapto" / "id_ed25519"
-    known = base / HOST / "ssh" / "known_hosts"
-    ssh = (f"ssh -F /dev/null -p {SSH_PORT} -i {key} -o IdentitiesOnly=yes -o BatchMode=yes "
-           f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={known}")
-    target = base / HOST / "rsync-reference"
-    rows = []
-    for label in ("first copy", "no-change copy"):
-        argv = [rsync, "-a", "--stats", "-e", ssh, f"{dist}/", f"root@{ADDRESS}:{target}/"]
-        started = time.perf_counter()
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
-        wall = time.perf_counter() - started
-        if proc.returncode != 0:
-            raise BenchError(f"rsync {label} failed: {proc.stderr.strip()[-300:]}")
-        sent = re.search(r"Total bytes sent: ([\d,.]+)", proc.stdout)
-        files = re.search(r"Number of regular files transferred: ([\d,.]+)", proc.stdout)
-        rows.append([f"rsync -a ({label})", f"{wall:.2f}",
-                     sent.group(1).replace(",", "") if sent else "?",
-                     files.group(1).replace(",", "") if files else "?"])
-    table("Reference point (not adapto): rsync -a of the same dist over the same sshd "
-          "(ssh with the sandbox key and known_hosts; no compression)",
-          ["copy", "wall s", "bytes sent", "files sent"], rows)
+    secrets = parse_dotenv((base / ".adapto" / "secrets.env").read_text())
+    logs = base / HOST / "nginx" / "logs"
+    target = Target(ADDRESS, HTTPS_PORT, server_name, secrets["ADAPTO_PROBE_TOKEN"],
+                    secrets["MIGRATION_DATABASE_URL"], logs / "error.log", logs / "nginx.pid",
+                    dist)
+    wait_healthy(f"https://{ADDRESS}:{HTTPS_PORT}/api/health", server_name)
+    rows = measure_traffic(lambda *a: adapto(*a), target, runs=1 if quick else 3,
+                           connections=connections, rate=rate, reloads=20 if quick else 50,
+                           progress=progress)
+    print(f"\n(a) failed requests under load: {connections} TLS connections through nginx at "
+          f"{rate:.0f} req/s, GET /api/health and POST /api/probe/record (512-byte body, "
+          "unique id, stored per request) across each command (benchmarks/deploy_traffic.py)")
+    print_rows(rows)
+    commands = [r for r in rows if "reloads" not in r]
+    bad = [r for r in commands if r.get("exit") not in (None, 0)]
+    for r in bad:
+        note(f"`adapto {r['command']}` exited {r['exit']}")
+    zero = all(r["failed"] == 0 and not r.get("duplicates") for r in commands)
+    note(f"target 0 failed and 0 processed twice across adapto's commands: {verdict(zero)}")
+    return [zero and not bad]
 
 
 # --- main -----------------------------------------------------------------------------------
@@ -648,6 +530,13 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=CONNECTIONS,
                         help="load: TLS connections (>= 16)")
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument("--reps", type=int, default=0, metavar="N",
+                        help="repeats of each timing case in (b) and (c) (default 3, --quick 1)")
+    parser.add_argument("--compare", metavar="CHECKOUT",
+                        help="also time no-change --force with the adapto_ops of another "
+                             "checkout (e.g. /work/main) on the same host, run by run")
+    parser.add_argument("--skip-load", action="store_true",
+                        help="only the timing tables (b) and (c): no load, no table (a)")
     args = parser.parse_args()
     if args.connections < 16:
         parser.error("--connections must be >= 16")
@@ -681,11 +570,22 @@ def main() -> int:
         boot = adapto("deploy", "all", "--skip-build", "--yes", "--json",
                       timeout=900).check("bootstrap deploy all")
         note(f"bootstrap `deploy all --skip-build`: {boot.wall_s:.1f} s, release {boot.release}")
-        verdicts += section_b(adapto, base, dist, quick=args.quick)
-        rsync_reference(base, dist.dist)
-        verdicts += section_a(adapto, base, server_name, namespace, quick=args.quick,
-                              rate=args.rate, connections=args.connections)
-    except BenchError as exc:
+        reps = args.reps or (1 if args.quick else 3)
+        ssh = SshTarget(ADDRESS, SSH_PORT, base / ".adapto" / "id_ed25519",
+                        base / HOST / "ssh" / "known_hosts", base / HOST)
+        before = Adapto(adapto.inventory, Path(args.compare)) if args.compare else None
+        verdicts += speed_section(adapto, dist, ssh, reps=reps, before=before)
+        verdicts += build_cache_section(Adapto(write_variant(adapto.inventory, base)), REPO,
+                                        base / "webapp", reps=reps)
+        if args.skip_load:
+            pass
+        elif traffic_available():
+            verdicts += section_traffic(adapto, base, server_name, dist.dist, quick=args.quick,
+                                        rate=args.rate, connections=args.connections)
+        else:
+            verdicts += section_a(adapto, base, server_name, namespace, quick=args.quick,
+                                  rate=args.rate, connections=args.connections)
+    except (BenchError, RuntimeError) as exc:  # RuntimeError: rsync failed
         print(f"\nerror: {exc}", file=sys.stderr)
         code = 1
     except subprocess.TimeoutExpired as exc:

@@ -139,6 +139,41 @@ def test_lock_is_exclusive_and_reports_its_holder(tmp_path: Path) -> None:
     assert broken.returncode == 0
 
 
+def test_state_keeps_only_the_current_manifest_and_reads_marks(tmp_path: Path) -> None:
+    layout = ReleaseLayout(str(tmp_path))
+    manifest = {"dist/a}b.js": ["f" * 64, 1, 420], "dist/index.html": ["e" * 64, 2, 420]}
+    for rid, marks in (("20260101000000", [".adapto-complete", ".adapto-live"]),
+                       ("20260102000000", [".adapto-complete"]), ("20260103000000", [])):
+        folder = tmp_path / "releases" / rid
+        folder.mkdir(parents=True)
+        for mark in marks:
+            (folder / mark).write_text("")
+        if marks:  # the incomplete release has no meta yet
+            (folder / ".adapto-release.json").write_text(json.dumps(
+                {"id": rid, "backend_release": rid, "manifest": {
+                    "dist/index.html": ["e" * 64, 2, 420]}}))
+    # A path with a brace: the sed expression does not match, the meta is sent whole.
+    (tmp_path / "releases" / "20260101000000" / ".adapto-release.json").write_text(
+        json.dumps({"id": "20260101000000", "manifest": manifest}, indent=1))
+    os.symlink("releases/20260102000000", tmp_path / "current")
+    state = parse_state(sh(rel.read_state(layout)).stdout)
+    assert state.current == "20260102000000" and state.lock is None
+    first, second, third = state.releases
+    assert (first.complete, first.live, second.complete, second.live, third.complete) == (
+        True, True, True, False, False)
+    assert first.meta == {"id": "20260101000000", "manifest": manifest}  # multi-line, whole
+    assert second.meta == {"id": "20260102000000", "backend_release": "20260102000000",
+                           "manifest": {"dist/index.html": ["e" * 64, 2, 420]}}  # current
+    assert third.meta is None
+    (tmp_path / "current").unlink()
+    os.symlink("releases/20260103000000", tmp_path / "current")
+    again = parse_state(sh(rel.read_state(layout)).stdout)
+    assert again.releases[1].meta == {"id": "20260102000000",
+                                      "backend_release": "20260102000000"}  # stripped
+    assert parse_state(sh(rel.read_state(ReleaseLayout(str(tmp_path / "none")))).stdout) \
+        == HostState(None, [], None)
+
+
 def fake_nginx(tmp_path: Path, *, accepts: bool) -> Nginx:
     """An nginx whose `-t` passes or fails: the install script's rollback is what is tested."""
     binary = tmp_path / "nginx"

@@ -40,6 +40,10 @@ def deploy(
     skip_build: Annotated[
         bool, typer.Option("--skip-build", help="ship the existing frontend dist/ as it is")
     ] = False,
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="build the frontend even if the build cache "
+                           "(.adapto/build-cache) holds a build of the same inputs")
+    ] = False,
     break_lock: BreakLockOpt = False,
     force: Annotated[
         bool, typer.Option("--force", help="deploy even if the live release has this content")
@@ -55,16 +59,22 @@ def deploy(
     """Build, upload over SSH, switch atomically, restart without downtime, gate on health.
 
     A release that fails its health checks is rolled back by itself (exit 1).
+    The frontend build is skipped when its inputs (sources, lockfile, command,
+    Node version) match a cached build; --rebuild builds anyway.
     Example: adapto deploy all -e sandbox --yes
     """
 
     def body() -> None:
+        from adapto_ops.errors import AdaptoError
         from adapto_ops.procedures.deploy import run_deploy
+
+        if rebuild and skip_build:
+            raise AdaptoError("--rebuild and --skip-build contradict each other: pick one")
 
         exit_with(run_deploy(
             inventory=inventory, env_name=env, hosts=host, what=what.value, dry_run=dry_run,
             yes=yes, skip_build=skip_build, break_lock=break_lock, force=force, batch=batch,
-            as_json=json_output,
+            as_json=json_output, rebuild=rebuild,
         ))
 
     run(body)

@@ -33,7 +33,13 @@ from typing import Any
 from adapto_ops.commands import nginx as nginx_cmd
 from adapto_ops.commands import pm2 as pm2_cmd
 from adapto_ops.commands import release as rel
-from adapto_ops.commands.probe import ProbeResult, http_probe, parse_probe
+from adapto_ops.commands.probe import (
+    ProbeResult,
+    curl_once,
+    http_probe,
+    parse_curl,
+    parse_probe,
+)
 from adapto_ops.deploy.artifacts import Artifacts
 from adapto_ops.deploy.backend_build import build_key, cached_build
 from adapto_ops.deploy.manifest import (
@@ -117,10 +123,24 @@ class Prepared:
 
 
 def parse_state(text: str) -> HostState:
-    data = json.loads(text or "{}")
-    releases = [ReleaseInfo(r["id"], bool(r["complete"]), r.get("meta"), bool(r.get("live")))
-                for r in data.get("releases", [])]
-    return HostState(data.get("current"), releases, data.get("lock"))
+    """The output of :func:`adapto_ops.commands.release.read_state` as a HostState."""
+    head, marker, lock = text.partition("\nLOCK\n")  # LOCK is never the first line
+    current: str | None = None
+    releases = []
+    for line in head.splitlines():
+        fields = line.split("\t", 4)
+        if fields[0] == "CUR" and len(fields) == 2:
+            current = fields[1] or None
+        elif fields[0] == "REL" and len(fields) == 5:
+            try:
+                meta = json.loads(fields[4]) if fields[4] else None
+            except json.JSONDecodeError:
+                meta = None  # a damaged meta: the release is listed, not trusted
+            releases.append(ReleaseInfo(fields[1], fields[2] == "1",
+                                        meta if isinstance(meta, dict) else None,
+                                        fields[3] == "1"))
+    releases.sort(key=lambda r: r.id)
+    return HostState(current, releases, lock if marker and lock else None)
 
 
 def probe_address(target: Target) -> str:
@@ -527,18 +547,51 @@ class HostDeployer:
         if self.dry_run:
             return []
         with self.step("health", "through nginx and on every instance") as s:
-            urls = health_urls(self.target)
-            result = self.t.run(http_probe(urls, 5, with_token=True), check=False,
-                                mutates=False, stdin=self._token_stdin(),
-                                what="health checks", timeout=60)
-            probes: list[ProbeResult] = parse_probe(result.stdout, urls)
-            # A status line and a short reason: never nginx's HTML error page.
-            failures = [f"{p.url}: {probe_reason(p.status, p.error)}" for p in probes if not p.ok]
-            s.done_message = (f"{len(urls) - len(failures)}/{len(urls)} checks passed"
-                              + (": " + "; ".join(failures) if failures else ""))
-            s.data = {"failures": failures, "ms": {p.url: p.ms for p in probes}}
-            s.failed = bool(failures)
+            failures = self._health(s, 5)
         return failures
+
+    def _health(self, s: Step, timeout_s: float) -> list[str]:
+        urls = health_urls(self.target)
+        result = self.t.run(http_probe(urls, timeout_s, with_token=True), check=False,
+                            mutates=False, stdin=self._token_stdin(),
+                            what="health checks", timeout=60)
+        probes: list[ProbeResult] = parse_probe(result.stdout, urls)
+        # A status line and a short reason: never nginx's HTML error page.
+        failures = [f"{p.url}: {probe_reason(p.status, p.error)}" for p in probes if not p.ok]
+        s.done_message = (f"{len(urls) - len(failures)}/{len(urls)} checks passed"
+                          + (": " + "; ".join(failures) if failures else ""))
+        s.data = {"failures": failures, "ms": {p.url: p.ms for p in probes}}
+        s.failed = bool(failures)
+        return failures
+
+    def serve_gate(self, backend_release: str) -> list[str]:
+        """The gate for a host whose instances were not replaced: dead ones started first.
+
+        Checked first, in one try (one node run): when every check passes, the
+        instances are running and this is the gate. Only a failure pays for
+        :meth:`start_missing` (facts, starts) and the full gate with retries.
+        """
+        if self.dry_run:
+            return []
+        started = time.perf_counter()
+        urls = health_urls(self.target)
+        result = self.t.run(curl_once(urls, with_token=True), check=False, mutates=False,
+                            stdin=self._token_stdin(), what="health checks", timeout=30)
+        probes = parse_curl(result.stdout, urls)
+        if probes is None:  # no curl on the host: node, one try
+            quick = Step(_Quiet(), self.name, "health")
+            passed = not self._health(quick, 0)
+            message, data = quick.done_message or "", quick.data
+        else:
+            passed = all(p.ok for p in probes)
+            message = f"{len(urls)}/{len(urls)} checks passed"
+            data = {"failures": [], "ms": {p.url: p.ms for p in probes}}
+        if passed:
+            self.reporter.emit(Event("ok", "health", message, self.name, data,
+                                     time.perf_counter() - started))
+            return []
+        self.start_missing(backend_release)
+        return self.gate()
 
     # --- after --------------------------------------------------------------------------
 
@@ -583,6 +636,16 @@ class HostDeployer:
                                      f"run `pm2 startup systemd -u {self.target.host.user}` on "
                                      "the host as root, or processes stay down after a reboot",
                                      self.name))
+
+
+class _Quiet:
+    """A reporter that drops events: a first, one-try check whose failure is not final."""
+
+    def emit(self, event: Event) -> None:
+        del event
+
+    def close(self) -> None:
+        pass
 
 
 def prune_plan(state: HostState, new: ReleaseInfo, keep: int) -> tuple[list[str], list[str]]:

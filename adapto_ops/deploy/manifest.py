@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 # Never shipped: dependency folders are installed on the host, secrets are linked there,
 # and a local `next build` output (.next/) is rebuilt per release on the host.
@@ -62,8 +63,17 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def build_manifest(parts: dict[str, Path]) -> tuple[Manifest, dict[str, Path]]:
-    """Manifest of ``{release subfolder: local folder}``, and where each file is locally."""
+class Hasher(Protocol):
+    def sha256(self, path: Path, info: os.stat_result | None = None) -> str: ...
+
+
+def build_manifest(parts: dict[str, Path], memo: Hasher | None = None,
+                   ) -> tuple[Manifest, dict[str, Path]]:
+    """Manifest of ``{release subfolder: local folder}``, and where each file is locally.
+
+    ``memo`` (a :class:`~adapto_ops.deploy.build_cache.HashMemo`) skips re-reading
+    files whose stat did not change since it last hashed them.
+    """
     manifest: Manifest = {}
     sources: dict[str, Path] = {}
     for prefix, folder in parts.items():
@@ -72,7 +82,8 @@ def build_manifest(parts: dict[str, Path]) -> tuple[Manifest, dict[str, Path]]:
             if not stat.S_ISREG(info.st_mode):
                 continue
             rel = f"{prefix}/{path.relative_to(folder).as_posix()}"
-            manifest[rel] = Entry(_sha256(path), info.st_size, stat.S_IMODE(info.st_mode))
+            digest = memo.sha256(path, info) if memo is not None else _sha256(path)
+            manifest[rel] = Entry(digest, info.st_size, stat.S_IMODE(info.st_mode))
             sources[rel] = path
     return manifest, sources
 

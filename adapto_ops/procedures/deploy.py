@@ -60,7 +60,7 @@ def _summary(report: Any, reporter: Reporter, title: str) -> None:
 
 def run_deploy(*, inventory: str | None, env_name: str, hosts: list[str] | None, what: str,
                dry_run: bool, yes: bool, skip_build: bool, break_lock: bool, force: bool,
-               as_json: bool, batch: int | None = None) -> int:
+               as_json: bool, batch: int | None = None, rebuild: bool = False) -> int:
     from adapto_ops.deploy.run import DeployOptions, deploy
 
     selection = select(inventory, env_name, hosts)
@@ -68,7 +68,7 @@ def run_deploy(*, inventory: str | None, env_name: str, hosts: list[str] | None,
         confirm(selection, f"deploy {what}", yes)
     reporter = make_reporter(as_json)
     try:
-        options = DeployOptions(what, dry_run, skip_build, break_lock, force, batch)
+        options = DeployOptions(what, dry_run, skip_build, break_lock, force, batch, rebuild)
         report = deploy(selection, options, reporter)
         if dry_run:
             _print_dry_run(report, reporter)

@@ -31,12 +31,22 @@ def _environment() -> Any:
 
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
+        # Compiled templates are kept (Jinja's per-user cache folder, checked for its
+        # owner and mode by Jinja): compiling the nginx site costs ~50 ms a command.
+        bytecode_cache=_bytecode_cache(jinja2),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
     )
+
+
+def _bytecode_cache(jinja2: Any) -> Any:
+    try:
+        return jinja2.FileSystemBytecodeCache()
+    except (OSError, RuntimeError):
+        return None  # no usable temporary folder: compile every time
 
 
 def render_template(name: str, context: dict[str, Any]) -> str:
