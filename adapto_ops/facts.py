@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapto_ops.commands import facts as facts_cmd
+from adapto_ops.commands import firewall as firewall_cmd
+from adapto_ops.firewall.rules import UfwFacts, parse_ssh_port, parse_ufw_facts
 from adapto_ops.remote import Transport
 from adapto_ops.render.configs import Target, instance_name
 
@@ -111,6 +113,8 @@ class HostFacts:
     disk: Disk | None = None
     ufw: str = "unknown"  # not installed | inactive | active | unknown (…)
     ufw_rules: list[str] = field(default_factory=list)
+    firewall: UfwFacts = field(default_factory=UfwFacts)  # typed rules and policies
+    ssh_port: int | None = None  # the server port this SSH session came in on
     listeners: dict[int, PortHolder] = field(default_factory=dict)
     last_deploy: dict[str, Any] | None = None
     read_s: float = 0.0
@@ -218,7 +222,9 @@ def parse_ufw(text: str) -> tuple[str, list[str]]:
     for line in lines:
         if line.startswith("Status:"):
             state = line.split(":", 1)[1].strip()
-            rules = [ln for ln in lines if not ln.startswith(("Status:", "To ", "--"))]
+            # `ufw status verbose` adds Logging/Default/New profiles lines above the table.
+            rules = [ln for ln in lines if not ln.startswith(
+                ("Status:", "To ", "--", "Logging:", "Default:", "New profiles:"))]
             return state, rules
     return f"unknown ({lines[-1][:80] if lines else 'no answer'})", []
 
@@ -272,6 +278,9 @@ def parse_facts(host: str, stdout: str, read_s: float = 0.0) -> HostFacts:
         certificate=parse_certificate(s.get("certificate", "")),
         disk=parse_disk(s.get("disk", "")),
         ufw=ufw, ufw_rules=rules,
+        firewall=parse_ufw_facts(s.get("ufw", ""), s.get("ufw_added", ""),
+                                 s.get("ufw_defaults", "")),
+        ssh_port=parse_ssh_port(s.get("ssh_port", "")),
         listeners=parse_listeners(s.get("listeners", "")),
         last_deploy=last if isinstance(last, dict) else None,
         read_s=read_s,
@@ -293,3 +302,51 @@ def gather(transport: Transport, target: Target, *, probe: str | None = None,
     result = transport.run(command, check=False,
                            stdin=stdin, mutates=False, what="read host facts", timeout=60)
     return parse_facts(target.host.name, result.stdout, time.perf_counter() - started)
+
+
+def read_firewall(transport: Transport, target: Target) -> tuple[UfwFacts, int | None]:
+    """Only ufw's facts and the SSH port (`adapto firewall`: no PM2, nginx or disk reads)."""
+    result = transport.run(firewall_cmd.firewall_read(target.host.user), check=False,
+                           mutates=False, what="read ufw", timeout=60)
+    s = split_sections(result.stdout)
+    return (parse_ufw_facts(s.get("ufw", ""), s.get("ufw_added", ""), s.get("ufw_defaults", "")),
+            parse_ssh_port(s.get("ssh_port", "")))
+
+
+@dataclass(frozen=True)
+class EnvFileFacts:
+    """The shared .env on a host as names only: whether it exists, mode, owner, names set."""
+
+    exists: bool
+    mode: int | None = None  # e.g. 0o600
+    owner: str = ""
+    names: frozenset[str] = frozenset()
+    readable: bool = True
+
+
+def parse_env_file_names(text: str) -> EnvFileFacts:
+    """The output of :func:`adapto_ops.commands.facts.env_file_names` (pure, tolerant)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines or lines[0] == "absent":
+        return EnvFileFacts(exists=False)
+    mode, owner = None, ""
+    names: set[str] = set()
+    readable = True
+    for line in lines:
+        if line.startswith("stat="):
+            parts = line[5:].split()
+            if parts and all(c in "01234567" for c in parts[0]):
+                mode = int(parts[0], 8)
+            owner = parts[1] if len(parts) > 1 else ""
+        elif line.startswith("name="):
+            names.add(line[5:])
+        elif line == "unreadable":
+            readable = False
+    return EnvFileFacts(True, mode, owner, frozenset(names), readable)
+
+
+def read_env_file(transport: Transport, target: Target) -> EnvFileFacts:
+    """The host's shared .env: mode, owner and the names it sets; values never leave the host."""
+    result = transport.run(facts_cmd.env_file_names(target.layout.env_file), check=False,
+                           mutates=False, what="read the names in the shared .env", timeout=60)
+    return parse_env_file_names(result.stdout)

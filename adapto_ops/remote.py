@@ -207,6 +207,7 @@ class SSHTransport:
             if stdin is not None and len(stdin) > INLINE_STDIN_MAX:
                 # Bulk data (a release tarball) goes over SFTP: no shell start-up, pipelined.
                 path = shell.stdin_file
+                shell.make_stdin_file()
                 self._upload(stdin, path, progress)
                 stdout, stderr, code = shell.run(command, None, timeout, stdin_path=path)
             else:

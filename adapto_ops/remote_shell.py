@@ -41,11 +41,25 @@ class RemoteShell:
         self._channel = transport.open_session()
         # Everything after this line reaches sh, not the login shell.
         self._channel.exec_command("exec /bin/sh")
+        # The files this shell makes in /tmp (each command's output, bulk stdin) are
+        # created 0600: output can hold a secret (a dry run reads the .env to diff it).
+        # Each command gets the login umask back, so what it creates is as before.
+        self._channel.sendall(b"__adapto_umask=$(umask); umask 077\n")
         self._buffer = b""
+        self._ran = False
 
     @property
     def alive(self) -> bool:
         return not (self._channel.closed or self._channel.exit_status_ready())
+
+    def make_stdin_file(self, timeout: float | None = 30) -> None:
+        """Create the bulk-stdin file empty and 0600 before SFTP writes into it.
+
+        sftp-server would create it with its own umask (0644 as a rule), readable by
+        every user of the host while a release tarball (the .env inside) arrives.
+        """
+        if not self._ran:  # every command leaves it behind, made in this 077 shell
+            self.run(":", None, timeout)
 
     @property
     def stdin_file(self) -> str:
@@ -63,13 +77,16 @@ class RemoteShell:
             encoded = base64.b64encode(stdin).decode()
             head, source = f"printf '%s' '{encoded}' | base64 -d | ", ""
         script = (
-            f"{head}(\n{command}\n) {source} > {out} 2> {err}; __rc=$?; cat {out}; "
+            f"{head}(umask \"$__adapto_umask\"\n{command}\n) {source} > {out} 2> {err}; "
+            f"__rc=$?; cat {out}; "
             f"printf '\\n{self.marker}SPLIT\\n'; cat {err}; "
-            f"printf '\\n{self.marker}END %d\\n' $__rc; rm -f {out} {err} {self.stdin_file}\n"
+            f"rm -f {out} {err}; : > {self.stdin_file}; "
+            f"printf '\\n{self.marker}END %d\\n' $__rc\n"
         )
         try:
             self._channel.sendall(script.encode())
             data, code = self._read_until_end(timeout)
+            self._ran = True
         except (OSError, EOFError) as exc:
             self.close()
             raise ShellLost(f"{self.host}: SSH connection lost ({type(exc).__name__})") from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -9,7 +11,7 @@ from pathlib import Path
 from adapto_ops.errors import InventoryError
 from adapto_ops.inventory.loader import LoadedInventory, inventory_path, load_inventory
 from adapto_ops.inventory.model import Environment
-from adapto_ops.inventory.secrets import SecretValues, resolve_secrets
+from adapto_ops.inventory.secrets import SecretValues, resolve_secrets, secrets_file_warning
 from adapto_ops.render.configs import Target
 
 
@@ -45,7 +47,17 @@ class Selection:
         return self.loaded.resolve(self.env.secrets.file or f".secrets/{self.env_name}.env")
 
     def secrets(self) -> SecretValues:
+        """The environment's secrets; a secrets file others can read is warned about once."""
+        _warn_if_readable(self.secrets_file)
         return resolve_secrets(self.env.secrets.names, self.secrets_file)
+
+
+@functools.cache
+def _warn_if_readable(path: Path) -> None:
+    # Once per process: deploy reads the secrets twice, and a warning is enough once.
+    warning = secrets_file_warning(path)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def select(inventory: str | None, env_name: str, hosts: list[str] | None = None) -> Selection:

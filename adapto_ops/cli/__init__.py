@@ -13,9 +13,11 @@ from adapto_ops.cli import (  # noqa: F401  (each import registers its commands)
     config,
     db,
     deploy,
+    firewall,
     monitor,
     operate,
     sandbox,
+    secrets,
     telegram,
 )
 from adapto_ops.cli.common import app

@@ -2,7 +2,8 @@
 
 It prints sections, each headed by a line ``@@<name>``, in one SSH round
 trip: the PM2 daemon and its processes, nginx (running, ``nginx -t``), the
-current release, the certificate's dates, free disk under the root, ufw,
+current release, the certificate's dates, free disk under the root, ufw (state,
+rules, default policies) and the SSH port this session came in on,
 who listens on the backend ports, PM2's boot persistence and the last
 history line. :mod:`adapto_ops.facts` parses it.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import shlex
 
+from adapto_ops.commands import firewall as firewall_cmd
 from adapto_ops.commands import nginx as nginx_cmd
 from adapto_ops.inventory.model import Environment
 
@@ -77,7 +79,8 @@ LISTENER_SH = (
 )
 
 SECTIONS = ("pm2_daemon", "pm2", "pm2_startup", "nginx_running", "nginx_test", "release",
-            "certificate", "disk", "ufw", "listeners", "history", "probe", "database")
+            "certificate", "disk", "ufw", "ufw_added", "ufw_defaults", "ssh_port", "listeners",
+            "history", "probe", "database")
 
 
 def pm2_home() -> str:
@@ -144,9 +147,7 @@ def gather(env: Environment, user: str, probe: str | None = None,
         "echo @@disk",
         f"d={q(root)}; while [ ! -e \"$d\" ]; do d=$(dirname \"$d\"); done; "
         "df -Pk \"$d\" | tail -n 1",
-        "echo @@ufw",
-        "if command -v ufw >/dev/null 2>&1 || [ -x /usr/sbin/ufw ]; then "
-        "PATH=$PATH:/usr/sbin ufw status 2>&1 | head -n 40; else echo not-installed; fi",
+        *firewall_cmd.read_commands(user),
         "echo @@listeners",
         # "<port> <pid> <pid,parent,...> <command line>" per backend port somebody listens on.
         f"for p in {ports}; do " + LISTENER_SH + "; done",
@@ -176,3 +177,28 @@ def gather(env: Environment, user: str, probe: str | None = None,
     if database is not None:
         lines += ["echo @@database", 'cat "$__adapto_db"; echo']
     return "\n".join([*lines, 'rm -f "$__adapto_probe" "$__adapto_db"', "echo @@end"])
+
+
+# The names set (non-empty value) in a dotenv file, one a line; the values stay on the host.
+ENV_NAMES_AWK = r"""
+{ sub(/^[ \t]+/, ""); sub(/^export[ \t]+/, ""); i = index($0, "=");
+  if (i < 2) next;
+  k = substr($0, 1, i - 1); v = substr($0, i + 1);
+  sub(/[ \t]+$/, "", k); sub(/^[ \t]+/, "", v); sub(/[ \t\r]+$/, "", v);
+  if (k !~ /^[A-Za-z_][A-Za-z0-9_]*$/) next;
+  if (v == "" || v == "\"\"" || v == "''") next;
+  print "name=" k }
+"""
+
+
+def env_file_names(env_file: str) -> str:
+    """Whether ``env_file`` exists, its mode and owner, and the names it sets (never values).
+
+    Prints ``absent``, or ``stat=<octal mode> <owner>`` then ``name=NAME`` lines
+    (``unreadable`` when it cannot be read). The parse happens on the host, so
+    no value crosses the wire.
+    """
+    f = q(env_file)
+    return (f"if [ ! -e {f} ]; then echo absent; else "
+            f"echo \"stat=$(stat -L -c '%a %U' {f} 2>/dev/null)\"; "
+            f"if [ -r {f} ]; then awk {q(ENV_NAMES_AWK)} {f}; else echo unreadable; fi; fi")

@@ -18,3 +18,41 @@ def ufw_commands(env: Environment, host: Host) -> list[str]:
     commands += [f"ufw deny {rule}" for rule in env.firewall.deny]
     commands.append("ufw --force enable")
     return commands
+
+
+# ufw lives in /usr/sbin, which a non-login shell's PATH may lack.
+UFW_PATH = 'PATH="$PATH:/usr/sbin:/sbin"'
+
+
+def as_root(user: str, command: str) -> str:
+    """A `ufw ...` command as ``user`` runs it: through `sudo -n` unless that is root.
+
+    `sudo -n` fails at once instead of waiting for a password nobody will type.
+    """
+    if user == "root":
+        return f"{UFW_PATH} {command}"
+    return f"sudo -n {UFW_PATH} {command}"
+
+
+def read_commands(user: str) -> list[str]:
+    """The read-only ufw sections of a facts read (see commands.facts): status, rules, defaults.
+
+    ``ssh_port``: ``$SSH_CONNECTION`` says which server port this session came in on.
+    """
+    installed = "command -v ufw >/dev/null 2>&1 || [ -x /usr/sbin/ufw ]"
+    return [
+        "echo @@ufw",
+        f"if {installed}; then {as_root(user, 'ufw status verbose')} 2>&1 | head -n 60; "
+        "else echo not-installed; fi",
+        "echo @@ufw_added",
+        f"if {installed}; then {as_root(user, 'ufw show added')} 2>&1 | head -n 500; fi",
+        "echo @@ufw_defaults",
+        "grep -E '^(DEFAULT_INPUT_POLICY|DEFAULT_OUTPUT_POLICY)=' /etc/default/ufw 2>&1",
+        "echo @@ssh_port",
+        'echo "${SSH_CONNECTION:-}"',
+    ]
+
+
+def firewall_read(user: str) -> str:
+    """Only the ufw sections (what `adapto firewall` needs), ended by ``@@end``."""
+    return "\n".join([*read_commands(user), "echo @@end"])

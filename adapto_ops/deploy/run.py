@@ -249,6 +249,13 @@ def deploy(selection: Selection, options: DeployOptions, reporter: Reporter) -> 
                 "user": artifacts.deployer, "time": _now(), "action": f"deploy {options.what}",
                 "previous": states[0].current}, dry_run=options.dry_run),
                 report, deployers, release_id)
+        if env.firewall.apply_on_deploy and env.firewall.manage:
+            # Before the switch, like migrations: a refused or failed plan leaves all as it was.
+            from adapto_ops.procedures.firewall import deploy_step
+
+            _abort_on_error(parallel(indexes, lambda i: deploy_step(
+                deployers[i].t, deployers[i].target, reporter, dry_run=options.dry_run)),
+                report, deployers, release_id)
         if options.dry_run:
             _dry_run_report(report, deployers, prepared)
             report.duration_s = time.perf_counter() - started

@@ -342,7 +342,10 @@ FIREWALL_RULE_RE = r"^[0-9]{1,5}(:[0-9]{1,5})?(/(tcp|udp))?$"
 class Firewall(Strict):
     """ufw rules; SSH is always allowed first so enabling ufw cannot lock us out."""
 
+    # false (sandboxes): adapto never changes this environment's firewall.
     manage: bool = True
+    # `adapto deploy` also applies the firewall plan (one step, before the switch).
+    apply_on_deploy: bool = False
     allow: list[Annotated[str, Field(pattern=FIREWALL_RULE_RE)]] = ["22/tcp", "80/tcp", "443/tcp"]
     deny: list[Annotated[str, Field(pattern=FIREWALL_RULE_RE)]] = ["3001/tcp"]
 

@@ -91,3 +91,60 @@ def resolve_secrets(
 def mask(value: str) -> str:
     """What may be shown of a secret: its length only."""
     return f"****({len(value)} chars)" if value else "****"
+
+
+def set_secret(path: Path, name: str, value: str) -> bool:
+    """Put ``name=value`` into the dotenv ``path``, keeping every other line; True if new.
+
+    The file is rewritten atomically (a temporary file in the same folder, renamed
+    over it) and created 0600 from the start (``mkstemp``), so no reader ever sees a
+    half-written file or a moment where it is group- or world-readable. A name set
+    several times keeps one line, where the first was.
+    """
+    path = path.resolve()  # a symlinked secrets file is updated where it really is
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    line = f"{name}={dotenv_quote(value)}"
+    lines: list[str] = []
+    replaced = False
+    for raw in text.split("\n"):
+        key = raw.strip().removeprefix("export ").partition("=")[0].strip()
+        if "=" in raw and key == name and not raw.lstrip().startswith("#"):
+            if not replaced:
+                lines.append(line)
+            replaced = True
+            continue
+        lines.append(raw)
+    while lines and lines[-1] == "":
+        lines.pop()
+    if not replaced:
+        lines.append(line)
+    _write_private(path, "\n".join(lines) + "\n")
+    return not replaced
+
+
+def _write_private(path: Path, text: str) -> None:
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:  # mkstemp: 0600 already
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def secrets_file_warning(path: Path) -> str | None:
+    """One line when the secrets file can be read by its group or others; else None."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return None
+    if mode & 0o077:
+        return (f"{path}: mode {mode:04o} lets {'others' if mode & 0o007 else 'its group'} read "
+                f"the secrets; run: chmod 600 {path}")
+    return None

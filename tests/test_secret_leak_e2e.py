@@ -1,0 +1,423 @@
+"""No secret value in any output: every command of the CLI, run for real against a sandbox.
+
+One sandbox on this module's slot (127.0.0.151, with the environment's
+PostgreSQL), whose secrets have known, distinctive values (the database
+passwords are the ones `sandbox up` generates, read back from the secrets
+file). :data:`SWEEP` then runs every command the Typer app registers, each with
+arguments that make it do real work — deploys, a rollback, recoveries, the
+monitor and its installation, the bot's webhook against a fake Bot API, failing
+deploys whose error path involves a wrong or malformed database URL — and every
+stdout and stderr is searched for every value (whole, any 16-character piece
+of it, base64 and URL-quoted). The files adapto writes that a user would share
+(the monitor's JSONL, the JUnit XML, the GitHub step summary, the deploy
+history on the host) are searched the same way.
+
+`test_every_command_has_a_sweep_entry` (no sandbox) fails when a command is
+registered without an entry here: a new command must say how to sweep it.
+The e2e test also checks the host's shared .env (and a staged one, caught while
+a deploy runs) is 0600 and owned by the deploy user.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+import pytest
+
+from adapto_ops.inventory.secrets import parse_dotenv
+from tests.e2e_support import REPO, cli_env, said, sandbox_marks
+from tests.fake_telegram import FakeTelegram
+from tests.operate_sandbox import ENV, SERVER_NAME, OpBox, Slot, deployed_sandbox
+
+SLOT = Slot("127.0.0.151", 2451, 8451, 8551, (3451, 3452))
+_TAG = secrets.token_hex(4)
+BOT_TOKEN = f"7301234567:LeakCanaryBot_{_TAG}_tok"
+CHAT_ID = "-1007319284650"
+# Known values, written to the secrets file before `sandbox up` (which keeps them).
+PLANTED = {
+    "SUPABASE_ANON_KEY": f"LeakCanaryAnon-{_TAG}-eyJhbGciOi",
+    "ADAPTO_PROBE_TOKEN": f"LeakCanaryProbe-{_TAG}-9f8e7d6c",
+    "JWT_SECRET": f"LeakCanaryJwt-{_TAG}-0123456789abcdef0123456789",
+    "TELEGRAM_BOT_TOKEN": BOT_TOKEN,
+    "TELEGRAM_WEBHOOK_SECRET": f"LeakCanaryHook-{_TAG}-a1b2c3d4",
+    "TELEGRAM_CHAT_ID": CHAT_ID,
+}
+NEW_ANON = f"LeakCanaryAnonRotated-{_TAG}-Zx9Yw8"
+WRONG_PASSWORD = f"LeakCanaryWrongPw{_TAG}q7"
+MALFORMED_PASSWORD = f"LeakCanaryBadUrlPw{_TAG}k3"
+MIN_FRAGMENT = 16
+
+
+# --- the detector ------------------------------------------------------------------------
+
+def fragments(value: str) -> set[str]:
+    """What of ``value`` must never be shown: any 16-char piece, its base64, its URL quoting."""
+    n = min(MIN_FRAGMENT, len(value))
+    pieces = {value[i:i + n] for i in range(len(value) - n + 1)}
+    pieces.add(base64.b64encode(value.encode()).decode().rstrip("="))
+    pieces.add(quote(value, safe=""))
+    return pieces
+
+
+def leaks(text: str, known: dict[str, str]) -> list[str]:
+    """The names of the ``known`` secrets of which some piece appears in ``text``."""
+    return [name for name, value in known.items()
+            if any(piece in text for piece in fragments(value))]
+
+
+def test_the_detector_finds_a_planted_value_whole_cut_or_encoded() -> None:
+    known = {"A": PLANTED["SUPABASE_ANON_KEY"], "CHAT": CHAT_ID}
+    value = known["A"]
+    assert leaks("nothing to see: ****(31 chars)", known) == []
+    assert leaks(f"error: bad key {value}", known) == ["A"]
+    assert leaks(f"key starts {value[3:21]}...", known) == ["A"]  # a truncated value
+    assert leaks(base64.b64encode(f"x:{value}".encode()).decode(), known) == []  # shifted
+    assert leaks(base64.b64encode(value.encode()).decode(), known) == ["A"]
+    assert leaks(f"chat_id={CHAT_ID}", known) == ["CHAT"]
+    assert leaks(f"?token={quote(BOT_TOKEN, safe='')}", {"T": BOT_TOKEN}) == ["T"]
+
+
+# --- the sweep table -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Step:
+    """One run: ``command`` (a registered path), its arguments, what it must exit with.
+
+    ``{name}`` in an argument or ``stdin`` is filled from the run's context (paths, values).
+    ``codes`` None: any exit code (an error path); ``env``: append -e/-i.
+    ``before``/``after``: names of hooks in :func:`hooks` run around it.
+    """
+
+    command: str
+    args: tuple[str, ...] = ()
+    codes: tuple[int, ...] | None = (0,)
+    env: bool = True
+    stdin: str | None = None
+    before: str | None = None
+    after: str | None = None
+    extra_env: tuple[tuple[str, str], ...] = ()
+
+
+SKIP = "--skip-build"
+SWEEP: list[Step] = [
+    Step("secrets check"),
+    Step("secrets check", ("--json",)),
+    Step("secrets check", ("--local", "--verbose")),
+    Step("secrets check", ("--local",), codes=(1,), before="loosen_secrets_file",
+         after="tighten_secrets_file"),
+    Step("secrets set", ("JWT_SECRET", "{JWT_SECRET}"), codes=(2,)),
+    Step("secrets set", ("NOT_A_SECRET",), codes=(2,), stdin="{JWT_SECRET}"),
+    Step("render", ("all",)),
+    Step("render", ("env",)),
+    Step("render", ("nginx", "--verbose")),
+    Step("render", ("all", "--check")),
+    Step("render", ("all", "--out", "{base}/rendered")),
+    Step("init", ("{base}/init/inventory.yaml",), env=False),
+    Step("releases"),
+    Step("releases", ("--json",)),
+    Step("status"),
+    Step("status", ("--json",)),
+    Step("status", ("--verbose",)),
+    Step("health"),
+    Step("health", ("--json",)),
+    Step("health", ("--junit", "{base}/reports/health.xml", "--verbose"),
+         extra_env=(("GITHUB_ACTIONS", "true"),
+                    ("GITHUB_STEP_SUMMARY", "{base}/reports/summary.md"))),
+    Step("logs", ("backend",), before="plant_log_lines"),
+    Step("logs", ("nginx",)),
+    Step("logs", ("nginx-access", "--grep", "{SUPABASE_ANON_KEY}"), codes=None),
+    Step("logs", ("backend", "--grep", "token", "--lines", "50", "--verbose")),
+    Step("logs", ("nginx-error",)),
+    Step("db status"),
+    Step("db status", ("--json",)),
+    Step("db migrate"),
+    Step("db migrate", ("--json", "--verbose")),
+    Step("recover", ("backend", "--dry-run")),
+    Step("recover", ("nginx", "--dry-run")),
+    Step("recover", ("database", "--dry-run", "--verbose")),
+    Step("recover", ("backend", "--yes")),
+    Step("recover", ("nginx", "--yes", "--json")),
+    Step("recover", ("database", "--yes")),
+    Step("monitor", ("--once",)),
+    Step("monitor", ("--once", "--json", "--alert", "telegram")),
+    Step("monitor", ("--rounds", "2", "--interval", "0.5", "--json", "--verbose")),
+    Step("monitor install", ("--dry-run",)),
+    Step("monitor install", ("--json",)),
+    Step("monitor uninstall"),
+    Step("telegram webhook set"),
+    Step("telegram webhook info"),
+    Step("telegram webhook info", ("--json",)),
+    Step("telegram webhook delete", ("--json",)),
+    # A rotated value: the dry run diffs the .env (names only), the deploys ship it.
+    Step("secrets set", ("SUPABASE_ANON_KEY",), stdin="{NEW_ANON}\n"),
+    Step("deploy", ("all", "--dry-run", SKIP)),
+    Step("deploy", ("backend", "--dry-run", SKIP, "--verbose", "--json")),
+    Step("deploy", ("backend", "--yes", SKIP), before="watch_staged_env", after="stop_watching"),
+    Step("deploy", ("all", "--yes", SKIP, "--force", "--json", "--verbose")),
+    Step("rollback", ("--yes",)),
+    Step("rollback", ("--yes", "--json")),
+    Step("deploy", ("all", "--yes", SKIP, "--force")),
+    # Error paths that carry a secret: the migration's URL with a wrong password, then the
+    # backend's URL malformed (parsers like to quote what they could not parse).
+    Step("secrets set", ("MIGRATION_DATABASE_URL",), stdin="{WRONG_MIGRATION_URL}"),
+    Step("deploy", ("backend", "--yes", SKIP, "--force"), codes=(1,)),
+    Step("deploy", ("backend", "--yes", SKIP, "--force", "--json", "--verbose"), codes=(1,)),
+    Step("secrets set", ("MIGRATION_DATABASE_URL",), stdin="{MIGRATION_DATABASE_URL}"),
+    Step("secrets set", ("DATABASE_URL",), stdin="{MALFORMED_DATABASE_URL}"),
+    Step("deploy", ("backend", "--yes", SKIP, "--force", "--verbose"), codes=None),
+    Step("health", ("--verbose",), codes=None),
+    Step("health", ("--json",), codes=None),
+    Step("status", ("--json",), codes=None),
+    Step("db status", ("--verbose",), codes=None),
+    Step("recover", ("database", "--dry-run"), codes=None),
+    Step("recover", ("database", "--yes", "--verbose"), codes=None),
+    Step("monitor", ("--once", "--json"), codes=None),
+    Step("secrets set", ("DATABASE_URL",), stdin="{DATABASE_URL}"),
+    Step("deploy", ("backend", "--yes", SKIP, "--force")),
+    Step("health"),
+    Step("sandbox status"),
+    Step("sandbox up"),
+    Step("sandbox down"),
+]
+
+
+def registered_commands() -> set[str]:
+    """Every command path of the Typer app, recursively; a group that runs by itself too."""
+    import typer.main
+
+    from adapto_ops.cli import app
+
+    paths: set[str] = set()
+
+    def walk(command: Any, path: list[str]) -> None:
+        subcommands = getattr(command, "commands", None)
+        if subcommands is None:
+            paths.add(" ".join(path))
+            return
+        if path and getattr(command, "invoke_without_command", False):
+            paths.add(" ".join(path))  # `adapto monitor` runs the monitor itself
+        for name, sub in subcommands.items():
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return paths
+
+
+def test_every_command_has_a_sweep_entry() -> None:
+    registered = registered_commands()
+    swept = {step.command for step in SWEEP}
+    unswept = sorted(registered - swept)
+    assert not unswept, (
+        f"commands without a secret-leak sweep entry: {', '.join(unswept)}. Add a Step to "
+        "SWEEP in tests/test_secret_leak_e2e.py with arguments that make each do real work "
+        "against the sandbox (and its --json/--dry-run/--verbose variants)")
+    stale = sorted(swept - registered)
+    assert not stale, f"SWEEP names commands that no longer exist: {', '.join(stale)}"
+
+
+# --- the sandbox and the run -------------------------------------------------------------
+
+def e2e(test: Callable[..., None]) -> Callable[..., None]:
+    """Marked e2e and slow, skipped (saying why) where a sandbox cannot run."""
+    for mark in (pytest.mark.e2e, pytest.mark.slow, *sandbox_marks()):
+        test = mark(test)
+    return test
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeTelegram]:
+    server = FakeTelegram(BOT_TOKEN, CHAT_ID).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory: pytest.TempPathFactory, fake: FakeTelegram) -> Iterator[OpBox]:
+    base = tmp_path_factory.mktemp("leak")
+    (base / ".adapto").mkdir()
+    secrets_file = base / ".adapto" / "secrets.env"
+    secrets_file.write_text("".join(f"{k}={v}\n" for k, v in PLANTED.items()))
+    secrets_file.chmod(0o600)
+    (base / "reports").mkdir()
+    # The installed monitor runs on the "host", this machine: it must import this checkout.
+    python = base / "adapto-python"
+    python.write_text(f"#!/bin/sh\nPYTHONPATH={REPO} exec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+
+    def adjust(env: dict[str, Any]) -> None:
+        env["secrets"]["names"] += ["TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET"]
+        env["telegram"] = {"api_base": fake.api_base}
+        env["backend"]["env"]["TELEGRAM_API_BASE"] = fake.api_base  # never the real API
+        env["monitor"] = {**env["monitor"], "python": str(python), "interval_s": 1.0,
+                          "alert": {"channel": "telegram", "telegram_api_base": fake.api_base}}
+
+    with deployed_sandbox(base, SLOT, adjust=adjust) as deployed:
+        yield deployed
+
+
+def known_secrets(box: OpBox) -> dict[str, str]:
+    """Every value to look for: the planted ones, the database passwords, the rotated ones."""
+    values = parse_dotenv((box.base / ".adapto" / "secrets.env").read_text())
+    known = dict(PLANTED)
+    for name in ("DATABASE_URL", "MIGRATION_DATABASE_URL"):
+        password = urlsplit(values[name]).password
+        assert password and len(password) >= MIN_FRAGMENT, f"{name}: a short password"
+        known[f"{name} password"] = password
+    known |= {"rotated SUPABASE_ANON_KEY": NEW_ANON, "a wrong password": WRONG_PASSWORD,
+              "a malformed URL's password": MALFORMED_PASSWORD}
+    return known
+
+
+def context(box: OpBox) -> dict[str, str]:
+    values = parse_dotenv((box.base / ".adapto" / "secrets.env").read_text())
+    migration = urlsplit(values["MIGRATION_DATABASE_URL"])
+    wrong = migration._replace(
+        netloc=f"{migration.username}:{WRONG_PASSWORD}@{migration.hostname}:{migration.port}")
+    app = urlsplit(values["DATABASE_URL"])
+    malformed = f"postgresql://{app.username}:{MALFORMED_PASSWORD}@[{app.hostname}:x/{_TAG}"
+    return {**PLANTED, "base": str(box.base), "NEW_ANON": NEW_ANON,
+            "DATABASE_URL": values["DATABASE_URL"],
+            "MIGRATION_DATABASE_URL": values["MIGRATION_DATABASE_URL"],
+            "WRONG_MIGRATION_URL": urlunsplit(wrong), "MALFORMED_DATABASE_URL": malformed}
+
+
+def run_cli(argv: list[str], stdin: str | None, extra_env: dict[str, str],
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`python -m adapto_ops ARGV`, output in files (daemons started underneath keep pipes)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+            tempfile.TemporaryFile("w+") as inp:
+        inp.write(stdin or "")
+        inp.seek(0)
+        proc = subprocess.run([sys.executable, "-m", "adapto_ops", *argv], cwd=REPO,
+                              stdin=inp if stdin is not None else subprocess.DEVNULL,
+                              stdout=out, stderr=err, env=cli_env() | extra_env,
+                              timeout=timeout, check=False)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
+
+
+@dataclass
+class EnvWatch:
+    """Stats of the shared .env and staged ones (.env.next-*), polled while a deploy runs."""
+
+    seen: list[tuple[str, int, int]]
+    stop: threading.Event
+    thread: threading.Thread | None = None
+
+
+def stat_env_files(box: OpBox) -> list[tuple[str, int, int]]:
+    """(path, mode, uid) of the shared .env and any staged one."""
+    found = []
+    for path in [box.root / "shared" / ".env", *(box.root / "shared").glob(".env.next-*")]:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue  # moved into place between the glob and the stat
+        found.append((path.name, st.st_mode & 0o777, st.st_uid))
+    return found
+
+
+def hooks(box: OpBox, watch: EnvWatch) -> dict[str, Callable[[], None]]:
+    secrets_file = box.base / ".adapto" / "secrets.env"
+
+    def plant_log_lines() -> None:
+        # What an app or a client may really write: the secret in a log line, in a URL.
+        out_log = box.log_dir / f"ai-platform-backend-{SLOT.ports[0]}-out.log"
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S +00:00", time.gmtime())
+        with out_log.open("a") as handle:
+            handle.write(f"{stamp}: debug token={PLANTED['SUPABASE_ANON_KEY']} "
+                         f"url={context(box)['DATABASE_URL']}\n")
+        httpx.get(f"https://{SLOT.address}:{SLOT.https_port}/api/health",
+                  params={"token": PLANTED["SUPABASE_ANON_KEY"]},
+                  headers={"Host": SERVER_NAME}, verify=False, timeout=10, trust_env=False)
+
+    def poll() -> None:
+        while not watch.stop.is_set():
+            watch.seen += [s for s in stat_env_files(box) if s[0] != ".env"]
+            time.sleep(0.005)
+
+    def watch_staged_env() -> None:
+        watch.stop.clear()
+        watch.thread = threading.Thread(target=poll, daemon=True)
+        watch.thread.start()
+
+    def stop_watching() -> None:
+        watch.stop.set()
+        if watch.thread is not None:
+            watch.thread.join(5)
+
+    return {
+        "loosen_secrets_file": lambda: secrets_file.chmod(0o644),
+        "tighten_secrets_file": lambda: secrets_file.chmod(0o600),
+        "plant_log_lines": plant_log_lines,
+        "watch_staged_env": watch_staged_env,
+        "stop_watching": stop_watching,
+    }
+
+
+def shared_files(box: OpBox) -> list[Path]:
+    """Files adapto wrote that a user would share or attach to a bug report."""
+    local = [p for p in (box.base / ".adapto").rglob("*")
+             if p.is_file() and not p.name.startswith(("secrets.env", ".secrets.env"))]
+    written = [p for p in (box.base / "reports").rglob("*") if p.is_file()]
+    history = [p for p in (box.root / ".adapto").rglob("*") if p.is_file()]
+    return local + written + history
+
+
+@e2e
+def test_no_command_prints_a_secret(box: OpBox) -> None:
+    known = known_secrets(box)
+    ctx = context(box)
+    watch = EnvWatch([], threading.Event())
+    run_hooks = hooks(box, watch)
+    problems: list[str] = []
+    env_modes: list[tuple[str, int, int]] = []
+    started = time.monotonic()
+    for i, step in enumerate(SWEEP):
+        args = [a.format(**ctx) for a in step.args]
+        argv = [*step.command.split(), *args]
+        if step.env:
+            argv += ["-e", ENV, "-i", str(box.inventory)]
+        if step.before:
+            run_hooks[step.before]()
+        try:
+            result = run_cli(argv, None if step.stdin is None else step.stdin.format(**ctx),
+                             {k: v.format(**ctx) for k, v in step.extra_env})
+        finally:
+            if step.after:
+                run_hooks[step.after]()
+        shown = " ".join(step.command.split() + list(step.args))
+        found = leaks(result.stdout + result.stderr, known)
+        if found:
+            problems.append(f"#{i} adapto {shown}: prints {', '.join(found)}")
+        if step.codes is not None and result.returncode not in step.codes:
+            problems.append(f"#{i} adapto {shown}: exit {result.returncode}, expected "
+                            f"{step.codes}\n{said(result)[-3000:]}")
+        if step.command == "deploy":
+            env_modes += stat_env_files(box)
+    for path in shared_files(box):
+        found = leaks(path.read_text(errors="replace"), known)
+        if found:
+            problems.append(f"{path}: holds {', '.join(found)}")
+    commands = {s.command for s in SWEEP}
+    print(f"\nsecret-leak sweep: {len(SWEEP)} runs of {len(commands)} commands, "
+          f"{len(known)} secret values, {len(shared_files(box))} written files scanned, "
+          f"{time.monotonic() - started:.0f} s; staged .env seen {len(watch.seen)} times")
+    assert not problems, "\n".join(problems)
+    # The .env on the host: 0600 and the deploy user's (root in the sandbox), from its creation.
+    assert env_modes and all(mode == 0o600 and uid == 0 for _, mode, uid in env_modes), env_modes
+    assert all(mode == 0o600 and uid == 0 for _, mode, uid in watch.seen), watch.seen
+    assert (box.base / ".adapto" / "secrets.env").stat().st_mode & 0o777 == 0o600
