@@ -10,6 +10,7 @@ the commands that use them.
 from __future__ import annotations
 
 from adapto_ops.cli import (  # noqa: F401  (each import registers its commands)
+    audit,
     config,
     db,
     deploy,
