@@ -10,7 +10,7 @@
 - tls:       testssl.sh -p -E -h against a deployed sandbox's HTTPS endpoint;
 - audit:     `adapto audit -e` on that sandbox (one host), and `db check -e`.
 
-tls and audit share one sandbox on 127.0.0.162 (SSH 2465, HTTP 8465, HTTPS
+tls and audit share one sandbox on 127.0.0.161 (SSH 2465, HTTP 8465, HTTPS
 8565, backends 3465/3466, PostgreSQL 5435), purged at the end; only loopback
 is contacted. Run as root from the repository. Each CLI timing is the median
 of ``--runs`` runs (default 3).
@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 from tests.e2e_support import adapto  # noqa: E402
 from tests.operate_sandbox import SERVER_NAME, Slot, deployed_sandbox  # noqa: E402
 
-SLOT = Slot("127.0.0.162", 2465, 8465, 8565, (3465, 3466))
+SLOT = Slot("127.0.0.161", 2465, 8465, 8565, (3465, 3466))
 POSTGRES_PORT = 5435
 
 

@@ -145,3 +145,16 @@ def test_huge_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
     over = BASE_TEXT.encode().count(b"\n") + (MAX_BYTES - len(BASE_TEXT.encode())) // 100 + 1
     assert caught.value.message.startswith(f"{path}:{over}: "), caught.value.message
     assert "1024 KiB" in caught.value.message
+
+
+def test_many_plain_values_are_bounded_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from adapto_ops.inventory import limits
+
+    # A smaller bound keeps the test fast; the counting is the same.
+    monkeypatch.setattr(limits, "MAX_EXPANDED_NODES", 1000)
+    text = "project: x\nextra:\n" + "".join(f"  - {i}\n" for i in range(2000))
+    message, _ = refused(text)
+    assert "passes 1,000 values" in message and "alias" not in message, message
+    # project, x and extra are nodes 1-3; item k (line 3 + k) is node 4 + k: the
+    # 1,001st node is item 997, on line 1000 (the list itself counts once it closes).
+    assert message.startswith("inv.yaml:1000: "), message

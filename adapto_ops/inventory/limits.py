@@ -42,6 +42,7 @@ class BoundedLoader(yaml.SafeLoader):
         super().__init__(stream)
         # Nodes the document stands for so far, aliases counted at their full size.
         self._expanded = 0
+        self._aliases = 0
         self._depth = 0
         # Expanded size and height of each finished anchored node, by id(node);
         # an anchor still being composed is absent (an alias to it is recursive).
@@ -78,6 +79,7 @@ class BoundedLoader(yaml.SafeLoader):
             raise LimitExceeded(line, "an alias refers to the anchor it is inside of "
                                       "(a recursive document)")
         self._expanded += size
+        self._aliases += 1
         self._check_size(line)
         if self._depth + self._heights[id(node)] > MAX_DEPTH:
             raise LimitExceeded(
@@ -86,9 +88,11 @@ class BoundedLoader(yaml.SafeLoader):
 
     def _check_size(self, line: int) -> None:
         if self._expanded > MAX_EXPANDED_NODES:
-            raise LimitExceeded(
-                line, f"aliases here expand the document past {MAX_EXPANDED_NODES:,} "
-                      "nodes (nested aliases, a 'billion laughs')")
+            if self._aliases:
+                raise LimitExceeded(
+                    line, f"aliases here expand the document past {MAX_EXPANDED_NODES:,} "
+                          "nodes (nested aliases, a 'billion laughs')")
+            raise LimitExceeded(line, f"the document passes {MAX_EXPANDED_NODES:,} values here")
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
