@@ -53,7 +53,7 @@ def test_health_lines_split_checks_and_budgets_and_leave_the_certificate() -> No
 def test_health_lines_all_pass() -> None:
     out = L.health_lines([result("nginx:config", "pass"), result("api:responseTime", "pass", 9)],
                          "prod", 200, 2000)
-    assert [r.status for r in out] == ["pass", "pass"] and out[0].output == "1 checks pass"
+    assert [r.status for r in out] == ["pass", "pass"] and out[0].output == "all 1 pass"
 
 
 # --- uptime -------------------------------------------------------------------------------------
@@ -197,6 +197,7 @@ def test_secrets_missing_on_host_fails_local_missing_warns() -> None:
                               "/srv/shared/.env")
     out = L.secrets_lines("production", local, {"prod1": on_host}, 2)
     assert [(r.host, r.status) for r in out] == [("environment", "warn"), ("prod1", "fail")]
+    assert "NEXT_PUBLIC_SUPABASE_ANON_KEY" in out[0].output and "have no value here" in out[0].output
     assert "NEXT_PUBLIC_SUPABASE_ANON_KEY" in out[1].output
     complete = L.secrets_lines(
         "production", [],

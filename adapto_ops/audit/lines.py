@@ -56,7 +56,7 @@ def health_lines(results: list[CheckResult], env_name: str, api_budget_ms: int,
         if checks:
             status = overall(checks)
             bad = [r for r in checks if r.status != "pass"]
-            evidence = (f"{len(checks)} checks pass" if not bad else
+            evidence = (f"all {len(checks)} pass" if not bad else
                         f"{len(checks) - len(bad)}/{len(checks)} pass; " + "; ".join(
                             f"{r.name}: {r.status} ({r.output})" for r in bad))
             worst = next((r for r in bad if r.status == "fail"), bad[0] if bad else None)
@@ -205,7 +205,10 @@ def secrets_lines(env_name: str, local: Iterable[Any], hosts: dict[str, list[Any
     here = list(local)
     lines.append(_line(ENVIRONMENT, "secrets", "local", "secrets here",
                        "warn" if here else "pass",
-                       "; ".join(p.message for p in here) if here
+                       (f"{len(here)} of {needed} needed secrets have no value here: "
+                        + ", ".join(p.name for p in here)
+                        + " (fine where only the hosts hold them; else `adapto secrets set "
+                          "NAME` or export them)") if here
                        else f"all {needed} needed secrets have a value here",
                        value=len(here), unit="missing", kind="config", next_command=command))
     for host, problems in hosts.items():
@@ -269,7 +272,7 @@ def updates_line(host: str, updates: Any | None, now: dt.datetime | None = None,
     evidence = (f"{len(updates.security)} security update(s) pending of {updates.pending}"
                 + (f": {listed}" if updates.security else ""))
     if age is not None:
-        evidence += f"; package lists {age:.0f} day(s) old"
+        evidence += f"; package lists {max(age, 0):.0f} day(s) old"
     status: Status = "warn" if updates.security or stale else "pass"
     return _line(host, "updates", "security", "security updates", status, evidence,
                  value=len(updates.security), unit="pending", kind="config",
