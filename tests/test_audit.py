@@ -197,7 +197,8 @@ def test_secrets_missing_on_host_fails_local_missing_warns() -> None:
                               "/srv/shared/.env")
     out = L.secrets_lines("production", local, {"prod1": on_host}, 2)
     assert [(r.host, r.status) for r in out] == [("environment", "warn"), ("prod1", "fail")]
-    assert "NEXT_PUBLIC_SUPABASE_ANON_KEY" in out[0].output and "have no value here" in out[0].output
+    assert "NEXT_PUBLIC_SUPABASE_ANON_KEY" in out[0].output
+    assert "have no value here" in out[0].output
     assert "NEXT_PUBLIC_SUPABASE_ANON_KEY" in out[1].output
     complete = L.secrets_lines(
         "production", [],
