@@ -102,5 +102,7 @@ def run_db_check(*, inventory: str | None, env_name: str | None, database_url: s
     if check.error:
         if as_json:
             return EXIT_FAILED
-        raise OperationFailed(f"{where}: database not checked: {check.error}")
+        hint = ("; or check it from where it is reachable: adapto db check --database-url URL"
+                if "no python with psycopg" in check.error else "")
+        raise OperationFailed(f"{where}: database not checked: {check.error}{hint}")
     return EXIT_OK if check.ok else EXIT_FAILED
