@@ -76,7 +76,8 @@ def db_check(
                                                  "with the backend's DATABASE_URL")] = None,
     database_url: Annotated[str | None, typer.Option(
         "--database-url", metavar="URL", envvar="ADAPTO_DATABASE_URL",
-        help="check this database from here instead (or $ADAPTO_DATABASE_URL)")] = None,
+        help="check this database from here instead; prefer $ADAPTO_DATABASE_URL "
+             "(a command line is visible to every user of the machine)")] = None,
     inventory: InventoryOpt = None,
     json_output: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
     verbose: VerboseOpt = False,

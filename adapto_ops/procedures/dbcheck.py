@@ -88,7 +88,8 @@ def run_db_check(*, inventory: str | None, env_name: str | None, database_url: s
 
     if bool(env_name) == bool(database_url):
         raise AdaptoError("db check: give either -e ENV (run on the environment's backend "
-                          "host) or --database-url URL (run from here), not both or neither")
+                          "host) or --database-url URL / $ADAPTO_DATABASE_URL (run from "
+                          "here), not both or neither")
     if database_url:
         where, check = "database-url", check_url(database_url)
     else:
