@@ -23,7 +23,7 @@ import pytest
 from adapto_ops.dbaudit import LINTS
 from adapto_ops.pg_cluster import Cluster, DatabaseUrls, provision, running_cluster, server_bin_dir
 from adapto_ops.procedures.dbcheck import check_url
-from tests.e2e_support import adapto, said
+from tests.e2e_support import adapto, cli_env, run_to_files, said
 
 try:
     server_bin_dir()
@@ -168,3 +168,12 @@ def test_cli_needs_exactly_one_target() -> None:
     assert neither.returncode == 2 and "either -e ENV" in neither.stderr, said(neither)
     both = adapto("db", "check", "-e", "sandbox", "--database-url", "postgresql://x@127.0.0.1/x")
     assert both.returncode == 2, said(both)
+
+
+def test_cli_reads_the_url_from_the_environment(pg: tuple) -> None:
+    _cluster, _clean, planted, _bypass = pg
+    env = {**cli_env(), "ADAPTO_DATABASE_URL": planted.app}
+    result = run_to_files([sys.executable, "-m", "adapto_ops", "db", "check", "--json"], env, 120)
+    assert result.returncode == 1, said(result)
+    assert len(json.loads(result.stdout)["findings"]) == len(EXPECTED)
+    assert APP_PASSWORD not in result.stdout + result.stderr
