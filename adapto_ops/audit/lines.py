@@ -34,6 +34,11 @@ def _line(host: str, component: str, measurement: str, name: str, status: Status
                        next_command if status != "pass" else None)
 
 
+def _worst(statuses: Iterable[Status]) -> Status:
+    found = set(statuses)
+    return "fail" if "fail" in found else "warn" if "warn" in found else "pass"
+
+
 # --- health and its budgets ---------------------------------------------------------------
 
 BUDGETED = {"api:responseTime", "page:responseTime"}
@@ -148,7 +153,7 @@ def certificate_line(host: str, env_name: str, served: CheckResult | None,
     if not statuses:
         statuses.append("fail")
         parts.append("no certificate read")
-    status = overall([_line(host, "x", "x", "x", s, "") for s in statuses])
+    status = _worst(statuses)
     return _line(host, "certificate", "daysLeft", "certificate", status, "; ".join(parts),
                  value=round(least, 1) if least is not None else None, unit="days",
                  kind="tls", next_command=f"adapto ssl status -e {env_name}")
