@@ -94,7 +94,7 @@ class Disk:
 
 @dataclass(frozen=True)
 class Updates:
-    """Pending OS upgrades as apt simulates them (the optional ``updates`` section)."""
+    """Pending OS upgrades as apt lists them (the optional ``updates`` section)."""
 
     pending: int = 0
     security: tuple[str, ...] = ()  # package names whose new version comes from *-security
@@ -112,7 +112,7 @@ def parse_updates(text: str) -> Updates | None:
     if not text.strip():
         return None
     if text.strip() == "no-apt":
-        return Updates(error="no apt-get on this host (not Debian/Ubuntu?)")
+        return Updates(error="no apt on this host (not Debian/Ubuntu?)")
     lists, error, code, pending, security = None, None, None, 0, []
     for line in text.splitlines():
         if line.startswith("lists=") and line[6:].strip().isdigit():
@@ -120,15 +120,15 @@ def parse_updates(text: str) -> Updates | None:
         elif line.startswith("exit="):
             code = line[5:].strip()
         elif line.startswith("error="):
-            error = line[6:].strip()[:200] or "apt-get failed"
-        elif line.startswith("Inst "):
+            error = line[6:].strip()[:200] or "apt failed"
+        elif "[upgradable from:" in line and "/" in line.split()[0]:
             pending += 1
-            # "Inst pkg [old] (new Debian:12.15/oldstable, Debian-Security:12/... [amd64])"
-            origins = line.split("(", 1)[1] if "(" in line else ""
-            if "-security" in origins.lower():
-                security.append(line.split()[1])
+            # "libgcrypt20/oldstable,oldstable-security 1.10.1-3+deb12u1 amd64 [upgradable …]"
+            name, _, suites = line.split()[0].partition("/")
+            if any(suite.endswith("-security") for suite in suites.split(",")):
+                security.append(name)
     if code not in (None, "0"):
-        return Updates(lists_updated=lists, error=f"apt-get -s upgrade failed: {error or code}")
+        return Updates(lists_updated=lists, error=f"apt list --upgradable failed: {error or code}")
     return Updates(pending, tuple(security), lists)
 
 

@@ -238,10 +238,9 @@ def test_rls_clean_passes_and_unchecked_warns() -> None:
 
 APT = """lists=1796472000
 exit=0
-Inst base-files [12.4+deb12u11] (12.4+deb12u15 Debian:12.15/oldstable [amd64])
-Inst libgcrypt20 [1.10.1-3] (1.10.1-3+deb12u1 Debian:12.15/oldstable, \
-Debian-Security:12/oldstable-security [amd64])
-Inst openssl [3.0.1] (3.0.2 Ubuntu:22.04/jammy-security [amd64]) []
+base-files/oldstable 12.4+deb12u15 amd64 [upgradable from: 12.4+deb12u11]
+libgcrypt20/oldstable,oldstable-security 1.10.1-3+deb12u1 amd64 [upgradable from: 1.10.1-3]
+openssl/jammy-security 3.0.2 amd64 [upgradable from: 3.0.1]
 """
 
 

@@ -110,16 +110,17 @@ def pm2_processes() -> str:
     return f"pm2 jlist 2>&1 | node -e {q(PM2_REDUCE_JS)}"
 
 
-# Pending upgrades as apt would install them (a simulation: no lock, no change), and
-# when the package lists were last refreshed (a stale list hides new updates).
+# Pending upgrades as apt lists them (`apt list --upgradable`: reads the package lists
+# and dpkg's status, no lock, no change; a third of `apt-get -s upgrade`'s CPU), and
+# when the lists were last refreshed (a stale list hides new updates).
 UPDATES_SH = (
-    "if command -v apt-get >/dev/null 2>&1; then "
+    "if command -v apt >/dev/null 2>&1; then "
     "echo \"lists=$(stat -c %Y /var/lib/apt/lists 2>/dev/null)\"; "
-    "__adapto_apt=$(LC_ALL=C timeout 120 apt-get -s -o Debug::NoLocking=1 upgrade 2>&1); "
+    "__adapto_apt=$(LC_ALL=C timeout 120 apt list --upgradable 2>/dev/null); "
     "__adapto_code=$?; echo \"exit=$__adapto_code\"; "
     "[ \"$__adapto_code\" = 0 ] || "
     "printf 'error=%s\\n' \"$(printf '%s' \"$__adapto_apt\" | tail -n 1)\"; "
-    "printf '%s\\n' \"$__adapto_apt\" | grep '^Inst ' | head -n 5000; "
+    "printf '%s\\n' \"$__adapto_apt\" | grep 'upgradable from' | head -n 5000; "
     "else echo no-apt; fi"
 )
 
