@@ -1,4 +1,4 @@
-"""db migrate|status."""
+"""db migrate|status|check."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ from adapto_ops.cli.common import (
 
 db_app = sub_app(
     (
-        "The backend's database migrations outside a deploy (`deploy` runs them itself, "
-        "before the switch): the inventory's backend.migrate on the first backend host."
+        "The backend's database: its migrations outside a deploy (`deploy` runs them "
+        "itself, before the switch), the inventory's backend.migrate on the first backend "
+        "host; and `check`, the RLS audit of Supabase's database linter."
     ),
 )
 app.add_typer(db_app, name="db")
