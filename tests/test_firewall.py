@@ -294,3 +294,14 @@ def test_cli_refuses_unmanaged_firewall_in_one_line() -> None:
     assert proc.stderr.startswith("error: ") and "firewall.manage is false" in proc.stderr
     bad = adapto("firewall", "frobnicate", "-e", "sandbox")
     assert bad.returncode == 2
+
+
+def test_host_set_up_by_the_rendered_script_reads_in_sync() -> None:
+    """`adapto render firewall`'s script and `firewall apply` mark rules alike."""
+    from adapto_ops.commands.firewall import ufw_commands
+
+    env = PRODUCTION
+    rules = [c.removeprefix("ufw ") for c in ufw_commands(env, env.hosts[0])
+             if c.startswith(("ufw allow", "ufw deny"))]
+    plan = plan_for(ufw=facts(added(*rules), active=True))
+    assert plan.in_sync, plan.changes

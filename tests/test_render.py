@@ -664,7 +664,7 @@ def test_firewall_keeps_ssh_open_first(variant: Variant) -> None:
     assert commands.count("ufw --force enable") == 1
     assert "ufw default deny incoming" in commands
     for rule in target.env.firewall.deny:
-        assert f"ufw deny {rule}" in commands
+        assert f"ufw deny {rule} comment 'adapto: deny'" in commands
     allowed = {c.split()[2] for c in commands if c.startswith("ufw allow ")}
     assert set(target.env.firewall.allow) | {f"{target.host.port}/tcp"} == allowed
 
@@ -874,7 +874,7 @@ CHECK_CASES = [
     pytest.param("pm2", check_pm2, NODE, "      cwd: ", "      cwd: '' && ",
                  "node cannot load", id="pm2-no-cwd"),
     pytest.param("firewall", check_firewall, UFW, "ufw deny 3001/tcp", "ufw deny 3001/tcpx",
-                 "ufw rejects `ufw deny 3001/tcpx`", id="ufw-bad-port"),
+                 "ufw rejects `ufw deny 3001/tcpx", id="ufw-bad-port"),
     pytest.param("firewall", check_firewall, UFW, "ufw default deny incoming",
                  "ufw default maybe incoming", "ufw rejects", id="ufw-bad-default"),
     pytest.param("logrotate", check_logrotate, LOGROTATE, "    daily\n", "    dailyy\n",

@@ -55,6 +55,7 @@ PLANTED = {
     "TELEGRAM_CHAT_ID": CHAT_ID,
 }
 NEW_ANON = f"LeakCanaryAnonRotated-{_TAG}-Zx9Yw8"
+NEW_JWT = f"LeakCanaryJwtPushed-{_TAG}-4e5f6a7b8c9d0e1f2a3b"
 WRONG_PASSWORD = f"LeakCanaryWrongPw{_TAG}q7"
 MALFORMED_PASSWORD = f"LeakCanaryBadUrlPw{_TAG}k3"
 MIN_FRAGMENT = 16
@@ -108,6 +109,10 @@ class Step:
     before: str | None = None
     after: str | None = None
     extra_env: tuple[tuple[str, str], ...] = ()
+    # Seconds after which it gets SIGINT, as Ctrl-C (for --follow, which never ends).
+    interrupt_after: float | None = None
+    # Text that must not be in its output (a step that must fail in one way only).
+    absent: str | None = None
 
 
 SKIP = "--skip-build"
@@ -124,7 +129,7 @@ SWEEP: list[Step] = [
     Step("render", ("nginx", "--verbose")),
     Step("render", ("all", "--check")),
     Step("render", ("all", "--out", "{base}/rendered")),
-    Step("init", ("{base}/init/inventory.yaml",), env=False),
+    Step("init", ("{base}/reports/inventory.yaml",), env=False),
     Step("releases"),
     Step("releases", ("--json",)),
     Step("status"),
@@ -140,6 +145,7 @@ SWEEP: list[Step] = [
     Step("logs", ("nginx-access", "--grep", "{SUPABASE_ANON_KEY}"), codes=None),
     Step("logs", ("backend", "--grep", "token", "--lines", "50", "--verbose")),
     Step("logs", ("nginx-error",)),
+    Step("logs", ("backend", "--follow"), interrupt_after=6.0, before="plant_log_lines_later"),
     Step("db status"),
     Step("db status", ("--json",)),
     Step("db migrate"),
@@ -176,6 +182,7 @@ SWEEP: list[Step] = [
     Step("deploy", ("backend", "--dry-run", SKIP, "--verbose", "--json")),
     Step("deploy", ("backend", "--yes", SKIP), before="watch_staged_env", after="stop_watching"),
     Step("deploy", ("all", "--yes", SKIP, "--force", "--json", "--verbose")),
+    Step("secrets set", ("JWT_SECRET", "--push"), stdin="{NEW_JWT}"),
     Step("rollback", ("--yes",)),
     Step("rollback", ("--yes", "--json")),
     Step("deploy", ("all", "--yes", SKIP, "--force")),
@@ -186,8 +193,11 @@ SWEEP: list[Step] = [
     Step("deploy", ("backend", "--yes", SKIP, "--force", "--json", "--verbose"), codes=(1,)),
     Step("secrets set", ("MIGRATION_DATABASE_URL",), stdin="{MIGRATION_DATABASE_URL}"),
     Step("secrets set", ("DATABASE_URL",), stdin="{MALFORMED_DATABASE_URL}"),
-    Step("deploy", ("backend", "--yes", SKIP, "--force", "--verbose"), codes=None),
-    Step("health", ("--verbose",), codes=None),
+    # The gate fails on the new .env; the rollback puts the old .env back, and so succeeds.
+    Step("deploy", ("backend", "--yes", SKIP, "--force", "--verbose"), codes=(1,),
+         absent="rollback failed too"),
+    # The malformed URL written into the host's .env by hand, as the runbook's heredoc does.
+    Step("health", ("--verbose",), codes=None, before="break_host_env"),
     Step("health", ("--json",), codes=None),
     Step("status", ("--json",), codes=None),
     Step("db status", ("--verbose",), codes=None),
@@ -196,7 +206,7 @@ SWEEP: list[Step] = [
     Step("recover", ("database", "--dry-run"), codes=None),
     Step("recover", ("database", "--yes", "--verbose"), codes=None),
     Step("monitor", ("--once", "--json"), codes=None),
-    Step("secrets set", ("DATABASE_URL",), stdin="{DATABASE_URL}"),
+    Step("secrets set", ("DATABASE_URL",), stdin="{DATABASE_URL}", before="mend_host_env"),
     Step("deploy", ("backend", "--yes", SKIP, "--force")),
     Step("health"),
     Step("sandbox status"),
@@ -287,8 +297,8 @@ def known_secrets(box: OpBox) -> dict[str, str]:
         password = urlsplit(values[name]).password
         assert password and len(password) >= MIN_FRAGMENT, f"{name}: a short password"
         known[f"{name} password"] = password
-    known |= {"rotated SUPABASE_ANON_KEY": NEW_ANON, "a wrong password": WRONG_PASSWORD,
-              "a malformed URL's password": MALFORMED_PASSWORD}
+    known |= {"rotated SUPABASE_ANON_KEY": NEW_ANON, "pushed JWT_SECRET": NEW_JWT,
+              "a wrong password": WRONG_PASSWORD, "a malformed URL's password": MALFORMED_PASSWORD}
     return known
 
 
@@ -299,26 +309,37 @@ def context(box: OpBox) -> dict[str, str]:
         netloc=f"{migration.username}:{WRONG_PASSWORD}@{migration.hostname}:{migration.port}")
     app = urlsplit(values["DATABASE_URL"])
     malformed = f"postgresql://{app.username}:{MALFORMED_PASSWORD}@[{app.hostname}:x/{_TAG}"
-    return {**PLANTED, "base": str(box.base), "NEW_ANON": NEW_ANON,
+    return {**PLANTED, "base": str(box.base), "NEW_ANON": NEW_ANON, "NEW_JWT": NEW_JWT,
             "DATABASE_URL": values["DATABASE_URL"],
             "MIGRATION_DATABASE_URL": values["MIGRATION_DATABASE_URL"],
             "WRONG_MIGRATION_URL": urlunsplit(wrong), "MALFORMED_DATABASE_URL": malformed}
 
 
 def run_cli(argv: list[str], stdin: str | None, extra_env: dict[str, str],
+            interrupt_after: float | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """`python -m adapto_ops ARGV`, output in files (daemons started underneath keep pipes)."""
+    import signal
+
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
             tempfile.TemporaryFile("w+") as inp:
         inp.write(stdin or "")
         inp.seek(0)
-        proc = subprocess.run([sys.executable, "-m", "adapto_ops", *argv], cwd=REPO,
-                              stdin=inp if stdin is not None else subprocess.DEVNULL,
-                              stdout=out, stderr=err, env=cli_env() | extra_env,
-                              timeout=timeout, check=False)
+        proc = subprocess.Popen([sys.executable, "-m", "adapto_ops", *argv], cwd=REPO,
+                                stdin=inp if stdin is not None else subprocess.DEVNULL,
+                                stdout=out, stderr=err, env=cli_env() | extra_env)
+        try:
+            if interrupt_after is not None:
+                time.sleep(interrupt_after)
+                proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         out.seek(0)
         err.seek(0)
-        return subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read())
+        return subprocess.CompletedProcess(proc.args, code, out.read(), err.read())
 
 
 @dataclass
@@ -331,9 +352,9 @@ class EnvWatch:
 
 
 def stat_env_files(box: OpBox) -> list[tuple[str, int, int]]:
-    """(path, mode, uid) of the shared .env and any staged one."""
+    """(name, mode, uid) of the shared .env, a staged one and the one a deploy replaced."""
     found = []
-    for path in [box.root / "shared" / ".env", *(box.root / "shared").glob(".env.next-*")]:
+    for path in (box.root / "shared").glob(".env*"):
         try:
             st = path.stat()
         except FileNotFoundError:
@@ -342,7 +363,7 @@ def stat_env_files(box: OpBox) -> list[tuple[str, int, int]]:
     return found
 
 
-def hooks(box: OpBox, watch: EnvWatch) -> dict[str, Callable[[], None]]:
+def hooks(box: OpBox, watch: EnvWatch, ctx: dict[str, str]) -> dict[str, Callable[[], None]]:
     secrets_file = box.base / ".adapto" / "secrets.env"
 
     def plant_log_lines() -> None:
@@ -350,11 +371,31 @@ def hooks(box: OpBox, watch: EnvWatch) -> dict[str, Callable[[], None]]:
         out_log = box.log_dir / f"ai-platform-backend-{SLOT.ports[0]}-out.log"
         stamp = time.strftime("%Y-%m-%d %H:%M:%S +00:00", time.gmtime())
         with out_log.open("a") as handle:
-            handle.write(f"{stamp}: debug token={PLANTED['SUPABASE_ANON_KEY']} "
-                         f"url={context(box)['DATABASE_URL']}\n")
+            url = ctx["DATABASE_URL"]
+            handle.write(f"{stamp}: debug token={PLANTED['SUPABASE_ANON_KEY']} url={url}\n"
+                         f"{stamp}: dsn host={SLOT.address} password={urlsplit(url).password}\n")
         httpx.get(f"https://{SLOT.address}:{SLOT.https_port}/api/health",
                   params={"token": PLANTED["SUPABASE_ANON_KEY"]},
                   headers={"Host": SERVER_NAME}, verify=False, timeout=10, trust_env=False)
+
+    host_env = box.root / "shared" / ".env"
+    kept: list[str] = []
+
+    def break_host_env() -> None:
+        text = host_env.read_text()
+        kept.append(text)
+        lines = [f"DATABASE_URL={ctx['MALFORMED_DATABASE_URL']}"
+                 if ln.startswith("DATABASE_URL=") else ln for ln in text.split("\n")]
+        host_env.write_text("\n".join(lines))  # in place: mode and owner stay
+
+    def mend_host_env() -> None:
+        host_env.write_text(kept.pop())
+
+    def plant_log_lines_later() -> None:
+        # Lines that arrive while `logs --follow` streams, not only the window it starts with.
+        timer = threading.Timer(3.0, plant_log_lines)
+        timer.daemon = True
+        timer.start()
 
     def poll() -> None:
         while not watch.stop.is_set():
@@ -375,6 +416,9 @@ def hooks(box: OpBox, watch: EnvWatch) -> dict[str, Callable[[], None]]:
         "loosen_secrets_file": lambda: secrets_file.chmod(0o644),
         "tighten_secrets_file": lambda: secrets_file.chmod(0o600),
         "plant_log_lines": plant_log_lines,
+        "plant_log_lines_later": plant_log_lines_later,
+        "break_host_env": break_host_env,
+        "mend_host_env": mend_host_env,
         "watch_staged_env": watch_staged_env,
         "stop_watching": stop_watching,
     }
@@ -390,11 +434,46 @@ def shared_files(box: OpBox) -> list[Path]:
 
 
 @e2e
+def test_the_remote_shell_files_are_0600_before_any_byte_arrives(box: OpBox) -> None:
+    """Bulk stdin (a release tarball, the .env inside) and each command's output file."""
+    from adapto_ops.deploy.run import open_transport
+    from adapto_ops.remote import INLINE_STDIN_MAX
+    from adapto_ops.selection import select
+
+    selection = select(str(box.inventory), ENV)
+    transport = open_transport(selection, selection.targets[0])
+    seen: list[int | None] = []
+    real_upload = transport._upload
+
+    def upload(data: bytes, path: str, progress: Any) -> None:
+        sftp = transport._connection.client.open_sftp()
+        try:
+            seen.append(sftp.stat(path).st_mode & 0o777)  # before SFTP opens and writes it
+        except FileNotFoundError:
+            seen.append(None)  # SFTP would create it with its own umask
+        finally:
+            sftp.close()
+        real_upload(data, path, progress)
+
+    transport._upload = upload  # type: ignore[method-assign]
+    try:
+        data = secrets.token_bytes(INLINE_STDIN_MAX * 2)
+        result = transport.run("stat -L -c %a /proc/self/fd/0 /proc/self/fd/1; umask; "
+                               "wc -c", stdin=data)
+    finally:
+        transport.close()
+    assert seen == [0o600], seen
+    stdin_mode, stdout_mode, umask, size = result.stdout.split()
+    assert (stdin_mode, stdout_mode, int(size)) == ("600", "600", len(data)), result.stdout
+    assert umask != "0077", "commands must keep the login umask (releases are read by nginx)"
+
+
+@e2e
 def test_no_command_prints_a_secret(box: OpBox) -> None:
     known = known_secrets(box)
     ctx = context(box)
     watch = EnvWatch([], threading.Event())
-    run_hooks = hooks(box, watch)
+    run_hooks = hooks(box, watch, ctx)
     problems: list[str] = []
     env_modes: list[tuple[str, int, int]] = []
     started = time.monotonic()
@@ -407,14 +486,20 @@ def test_no_command_prints_a_secret(box: OpBox) -> None:
             run_hooks[step.before]()
         try:
             result = run_cli(argv, None if step.stdin is None else step.stdin.format(**ctx),
-                             {k: v.format(**ctx) for k, v in step.extra_env})
+                             {k: v.format(**ctx) for k, v in step.extra_env},
+                             step.interrupt_after)
         finally:
             if step.after:
                 run_hooks[step.after]()
         shown = " ".join(step.command.split() + list(step.args))
+        with (box.base / "sweep-output.txt").open("a") as record:  # to read after a run
+            record.write(f"=== #{i} adapto {shown}\n{said(result)}\n")
         found = leaks(result.stdout + result.stderr, known)
         if found:
             problems.append(f"#{i} adapto {shown}: prints {', '.join(found)}")
+        if step.absent and step.absent in result.stdout + result.stderr:
+            problems.append(f"#{i} adapto {shown}: says {step.absent!r}\n"
+                            f"{said(result)[-3000:]}")
         if step.codes is not None and result.returncode not in step.codes:
             problems.append(f"#{i} adapto {shown}: exit {result.returncode}, expected "
                             f"{step.codes}\n{said(result)[-3000:]}")

@@ -181,3 +181,49 @@ def test_every_command_warns_once_about_a_readable_secrets_file(inventory: Path)
     os.chmod(secrets_file, 0o600)
     quiet = cli("render", "env", "-e", "sandbox", "-i", str(inventory))
     assert "lets others read" not in quiet.stderr
+
+
+def test_a_url_secret_is_masked_whole_and_its_password_alone() -> None:
+    from adapto_ops.logs.lines import Masker
+    from adapto_ops.recover.report import mask_secrets
+
+    url = "postgresql://ai_app:Pw%2FCanary9x7q@127.0.0.1:5432/aiplatform"
+    line = (f"connect {url} failed; dsn host=127.0.0.1 password=Pw%2FCanary9x7q "
+            "(decoded Pw/Canary9x7q)")
+    for masked in (Masker([url])(line), mask_secrets(line, [url])):
+        assert "Canary9x7q" not in masked and "host=127.0.0.1" in masked, masked
+    # A short password would mask ordinary words: only the whole URL is masked then.
+    short = "postgresql://u:pg@h/db"
+    assert Masker([short])("pg_ctl and " + short) == "pg_ctl and ****(22 chars)"
+
+
+def test_a_failed_deploy_puts_the_replaced_env_back(tmp_path: Path) -> None:
+    from adapto_ops.commands import release as rel
+    from adapto_ops.layout import ReleaseLayout
+
+    layout = ReleaseLayout(str(tmp_path))
+    for rid in ("a", "b"):
+        (tmp_path / "releases" / rid).mkdir(parents=True)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / ".env").write_text("K=old\n")
+    (shared / ".env").chmod(0o600)
+    (shared / ".env.next-b").write_text("K=new-and-wrong\n")
+    (shared / ".env.next-b").chmod(0o600)
+
+    def sh(command: str) -> None:
+        result = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+
+    sh(rel.switch(layout, "b"))
+    assert (shared / ".env").read_text() == "K=new-and-wrong\n"
+    backup = Path(rel.env_backup(layout))
+    assert backup.read_text() == "K=old\n" and stat.S_IMODE(backup.stat().st_mode) == 0o600
+    sh(rel.restore_env(layout) + " && " + rel.switch(layout, "a"))
+    assert (shared / ".env").read_text() == "K=old\n" and not backup.exists()
+    # Live: the replaced one is dropped, so a rotated secret does not linger on the host.
+    (shared / ".env.next-b").write_text("K=new\n")
+    sh(rel.switch(layout, "b") + " && " + rel.forget_env_backup(layout))
+    assert (shared / ".env").read_text() == "K=new\n" and not backup.exists()
+    sh(rel.restore_env(layout))  # nothing to restore: a no-op
+    assert (shared / ".env").read_text() == "K=new\n"

@@ -57,6 +57,10 @@ def secrets_set(
     name: Annotated[str, typer.Argument(help="a name from secrets.names")],
     env: EnvOpt = ...,  # type: ignore[assignment]
     inventory: InventoryOpt = None,
+    push: Annotated[
+        bool, typer.Option("--push", help="then `deploy backend`: the new .env goes out with "
+                                          "a release, instances restart one at a time")
+    ] = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Store NAME's value, read from stdin (hidden prompt on a terminal), in secrets.file (0600).
@@ -71,6 +75,6 @@ def secrets_set(
 
         exit_with(run_secrets_set(inventory=inventory, env_name=env, name=name,
                                   argv_value=" ".join(ctx.args) if ctx.args else None,
-                                  stream=sys.stdin))
+                                  stream=sys.stdin, push=push))
 
     run(body)

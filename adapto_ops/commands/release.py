@@ -160,14 +160,35 @@ def drop_release(layout: ReleaseLayout, release_id: str) -> str:
     return f"rm -rf {q(layout.release(release_id))} {q(staged_env(layout, release_id))}"
 
 
+def env_backup(layout: ReleaseLayout) -> str:
+    """The .env a deploy replaced, kept until it goes live (a failed gate puts it back)."""
+    return f"{layout.env_file}.adapto-prev"
+
+
 def switch(layout: ReleaseLayout, release_id: str) -> str:
-    """Install the release's env file, then point `current` at it with one rename(2)."""
+    """Install the release's env file, then point `current` at it with one rename(2).
+
+    The .env it replaces stays as a hard link (same inode: same 0600 mode and owner,
+    nothing copied) until :func:`restore_env` or :func:`forget_env_backup`.
+    """
     tmp = layout.current + ".adapto-tmp"
-    env = staged_env(layout, release_id)
+    env, file, backup = q(staged_env(layout, release_id)), q(layout.env_file), q(env_backup(layout))
     return (
-        f"if [ -e {q(env)} ]; then mv -f {q(env)} {q(layout.env_file)}; fi && "
+        f"if [ -e {env} ]; then {{ [ ! -e {file} ] || ln -f {file} {backup}; }} && "
+        f"mv -f {env} {file}; fi && "
         f"ln -sfn {q('releases/' + release_id)} {q(tmp)} && mv -fT {q(tmp)} {q(layout.current)}"
     )
+
+
+def restore_env(layout: ReleaseLayout) -> str:
+    """Put back the .env the failed deploy replaced (its secrets are what the old release ran)."""
+    backup, file = q(env_backup(layout)), q(layout.env_file)
+    return f"if [ -e {backup} ]; then mv -f {backup} {file}; fi"
+
+
+def forget_env_backup(layout: ReleaseLayout) -> str:
+    """Drop the replaced .env once the new release is live: old secrets do not linger."""
+    return f"rm -f {q(env_backup(layout))}"
 
 
 def remove_releases(layout: ReleaseLayout, release_ids: list[str]) -> str:

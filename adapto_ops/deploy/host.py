@@ -375,6 +375,10 @@ class HostDeployer:
                 command += " && " + nginx_cmd.reload(self.env.nginx)
             self.t.run(command, what="switch" + (" and reload nginx" if reload else ""))
 
+    def restore_env(self) -> None:
+        """The .env this deploy replaced, back in place (before a rollback restarts anything)."""
+        self.t.run(rel.restore_env(self.layout), what="restore the previous .env")
+
     def rolling_restart(self, backend_release: str, names: list[str] | None = None) -> list[str]:
         """Replace instances one at a time; returns those replaced. Raises HealthFailed.
 
@@ -520,6 +524,7 @@ class HostDeployer:
         parts = [rel.append_history(self.layout)]
         if live:
             parts.insert(0, rel.mark_live(self.layout, new.id))
+            parts.append(rel.forget_env_backup(self.layout))
             doomed, hashes = prune_plan(state, new, keep)
             if doomed:
                 parts.append(rel.remove_releases(self.layout, doomed))

@@ -397,6 +397,8 @@ def _rollback_after_failure(deployers: list[HostDeployer], prepared: list[Prepar
             reporter.emit(Event("warn", "rollback", "no previous release to return to", d.name))
             return
         nginx_changed = d.install_nginx(previous.id)
+        # The new .env may be why the gate failed (a wrong secret): the old one goes back.
+        d.restore_env()
         d.switch(previous.id, reload=nginx_changed or prep.dist_changed)
         if prep.restart_backend and d.replaced:
             # Only the instances the failed release reached; the others never left it.

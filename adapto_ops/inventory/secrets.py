@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,3 +148,31 @@ def secrets_file_warning(path: Path) -> str | None:
         return (f"{path}: mode {mode:04o} lets {'others' if mode & 0o007 else 'its group'} read "
                 f"the secrets; run: chmod 600 {path}")
     return None
+
+
+# A password shorter than this is not masked on its own: it would mask ordinary words.
+MIN_MASKED_PART = 8
+
+
+def maskable_values(values: Iterable[str]) -> list[str]:
+    """The values to mask: each secret, and the password inside a URL-valued one.
+
+    A driver or a log line may show a database URL's password alone (``password=…``
+    in a key/value DSN, a connection string split in fields), not the URL whole.
+    Longest first, so a value that contains another is masked whole.
+    """
+    from urllib.parse import unquote, urlsplit
+
+    found: set[str] = set()
+    for value in values:
+        if not value:
+            continue
+        found.add(value)
+        try:
+            password = urlsplit(value).password if "://" in value else None
+        except ValueError:
+            password = None
+        for part in (password, unquote(password or "")):
+            if part and len(part) >= MIN_MASKED_PART:
+                found.add(part)
+    return sorted(found, key=len, reverse=True)

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta, timezone
 
 from adapto_ops.errors import AdaptoError
-from adapto_ops.inventory.secrets import mask
+from adapto_ops.inventory.secrets import mask, maskable_values
 
 _SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _MONTHS = {m: i for i, m in enumerate(
@@ -95,7 +95,7 @@ class Masker:
 
     def __init__(self, values: Iterable[str]) -> None:
         # Longest first, so a value that contains another is masked whole.
-        secrets = sorted({v for v in values if v}, key=len, reverse=True)
+        secrets = maskable_values(values)  # a URL's password alone too
         self._pattern = re.compile("|".join(map(re.escape, secrets))) if secrets else None
 
     def __call__(self, line: str) -> str:

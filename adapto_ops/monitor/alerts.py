@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from adapto_ops.errors import AdaptoError
 from adapto_ops.health.model import CheckResult
+from adapto_ops.inventory.secrets import maskable_values
 from adapto_ops.monitor.state import Incident
 
 TELEGRAM_MAX_CHARS = 4096  # sendMessage's limit for `text`
@@ -119,7 +120,7 @@ def resolved_notice(env: str, incident: Incident) -> Notice:
 
 def scrubber(secrets: list[str]) -> Callable[[str], str]:
     """A function that replaces every secret value in a text with ****."""
-    values = sorted({s for s in secrets if s}, key=len, reverse=True)
+    values = maskable_values(secrets)  # a URL's password alone too
 
     def scrub(text: str) -> str:
         for value in values:

@@ -79,7 +79,7 @@ def apply_plan(transport: Transport, target: Target, reporter: Reporter, *,
         reporter.emit(Event("info", "firewall", f"kept (not adapto's): {rule.describe()}", host))
     outcome.applied = []
     for command in plan.changes:
-        with Step(reporter, host, "ufw", command):
+        with Step(reporter, host, "ufw (dry run)" if dry_run else "ufw", command):
             transport.run(as_root(target.host.user, command), what=command, timeout=120)
             outcome.applied.append(command)
     if plan.changes and not dry_run:
@@ -196,14 +196,16 @@ def _apply(selection: Selection, *, dry_run: bool, yes: bool, as_json: bool) -> 
             raise result  # a bug: keep its traceback
         outcomes.append(result if isinstance(result, HostFirewall) else HostFirewall(
             target.host.name, error=getattr(result, "message", None) or str(result)))
-    if dry_run:
-        for recorder in transports:
-            for command in getattr(recorder, "recorded", []):
-                print(f"[dry-run] {command.host}: {command.command}")
+    recorded = [{"host": c.host, "command": c.command}
+                for recorder in transports for c in getattr(recorder, "recorded", [])]
+    if dry_run and not as_json:
+        for command in recorded:
+            print(f"[dry-run] {command['host']}: {command['command']}")
     failed = [o for o in outcomes if o.error]
     if as_json:
         print(json.dumps({"event": "result", "step": "firewall apply", "ok": not failed,
-                          "dry_run": dry_run, "hosts": [_outcome_json(o) for o in outcomes]}))
+                          "dry_run": dry_run, "hosts": [_outcome_json(o) for o in outcomes],
+                          **({"recorded": recorded} if dry_run else {})}))
     for o in failed:
         print(f"error: {o.host}: {o.error}", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK

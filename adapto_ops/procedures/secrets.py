@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from adapto_ops.errors import EXIT_FAILED, EXIT_OK, AdaptoError, SecretError
 from adapto_ops.inventory.secrets import resolve_secrets, secrets_file_warning, set_secret
 from adapto_ops.secrets_check import (
     LOCAL,
+    SecretNeed,
     SecretProblem,
     missing_on_host,
     missing_secrets,
@@ -60,10 +62,26 @@ def _host_problems(selection: Selection) -> tuple[dict[str, Any], list[SecretPro
     return hosts, problems
 
 
-def run_secrets_check(*, inventory: str | None, env_name: str, hosts: list[str] | None,
-                      local_only: bool, as_json: bool) -> int:
-    """List missing secret names here and on each backend host; exit 1 if any is missing."""
-    selection = select(inventory, env_name, hosts)
+@dataclass(frozen=True)
+class SecretsReport:
+    """What `secrets check` found: names only, never a value."""
+
+    needs: list[SecretNeed]
+    local: frozenset[str]  # needed names with a value here
+    hosts: dict[str, Any]  # per backend host: what its .env sets, or why it was not read
+    problems: list[SecretProblem]
+
+    @property
+    def failing(self) -> list[SecretProblem]:
+        return [p for p in self.problems if p.failing]
+
+
+def collect_secrets_report(selection: Selection, *, local_only: bool = False) -> SecretsReport:
+    """Missing names here, the secrets file's mode and, unless ``local_only``, each host's .env.
+
+    For `adapto audit` as for `secrets check`: raises only on bad input; an
+    unreachable host is in ``hosts`` with its error, not a problem.
+    """
     needs = needed_secrets(selection.env)
     path = selection.secrets_file
     resolved = resolve_secrets([n.name for n in needs], path)
@@ -75,43 +93,50 @@ def run_secrets_check(*, inventory: str | None, env_name: str, hosts: list[str] 
     if not local_only:
         host_info, on_hosts = _host_problems(selection)
         problems += on_hosts
-    failing = [p for p in problems if p.failing]
-    unreachable = [h for h, info in host_info.items() if not info["read"]]
+    return SecretsReport(needs, frozenset(resolved.values), host_info, problems)
+
+
+def run_secrets_check(*, inventory: str | None, env_name: str, hosts: list[str] | None,
+                      local_only: bool, as_json: bool) -> int:
+    """List missing secret names here and on each backend host; exit 1 if any is missing."""
+    selection = select(inventory, env_name, hosts)
+    report = collect_secrets_report(selection, local_only=local_only)
     if as_json:
         print(json.dumps({
-            "environment": selection.env_name, "secrets_file": str(path),
-            "ok": not failing,
+            "environment": selection.env_name, "secrets_file": str(selection.secrets_file),
+            "ok": not report.failing,
             "needed": [{"name": n.name, "needed_by": list(n.needed_by), "shipped": n.on_host,
-                        "local": n.name in resolved.values} for n in needs],
-            "hosts": host_info,
-            "problems": [p.as_dict() for p in problems],
+                        "local": n.name in report.local} for n in report.needs],
+            "hosts": report.hosts,
+            "problems": [p.as_dict() for p in report.problems],
         }, indent=2))
     else:
-        _print_table(selection, needs, resolved.values, host_info, problems, sys.stdout)
-    for host in unreachable:
-        print(f"note: {host}: not checked: {host_info[host]['error']}", file=sys.stderr)
-    return EXIT_FAILED if failing else EXIT_OK
+        _print_table(selection, report, sys.stdout)
+    for host, info in report.hosts.items():
+        if not info["read"]:
+            print(f"note: {host}: not checked: {info['error']}", file=sys.stderr)
+    return EXIT_FAILED if report.failing else EXIT_OK
 
 
-def _print_table(selection: Selection, needs: list[Any], local: dict[str, str],
-                 hosts: dict[str, Any], problems: list[SecretProblem], out: TextIO) -> None:
+def _print_table(selection: Selection, report: SecretsReport, out: TextIO) -> None:
+    hosts = report.hosts
     read_hosts = [h for h, info in hosts.items() if info["read"] and info["exists"]]
-    width = max([len(n.name) for n in needs] + [6])
+    width = max([len(n.name) for n in report.needs] + [6])
     head = f"{'secret':<{width}}  {'here':<7}" + "".join(f"  {h:<9}" for h in read_hosts)
     print(f"secrets of {selection.env_name} (file {selection.secrets_file})", file=out)
     print(head + "  needed by", file=out)
-    for need in needs:
-        row = f"{need.name:<{width}}  {'ok' if need.name in local else 'MISSING':<7}"
+    for need in report.needs:
+        row = f"{need.name:<{width}}  {'ok' if need.name in report.local else 'MISSING':<7}"
         for host in read_hosts:
             cell = ("-" if not need.on_host
                     else "ok" if need.name in hosts[host]["names"] else "MISSING")
             row += f"  {cell:<9}"
         print(row + "  " + ", ".join(need.needed_by), file=out)
-    for problem in problems:
+    for problem in report.problems:
         if problem.name == "" or problem.kind != "missing":
             label = "error" if problem.failing else "note"
             print(f"{label}: {problem.message}", file=out)
-    failing = [p for p in problems if p.failing]
+    failing = report.failing
     print(f"{len(failing)} problem(s)" if failing else "all secrets set", file=out)
 
 
@@ -140,8 +165,12 @@ def read_value(stream: TextIO, name: str) -> str:
 
 
 def run_secrets_set(*, inventory: str | None, env_name: str, name: str,
-                    argv_value: str | None, stream: TextIO) -> int:
-    """Store ``name`` (read from ``stream``) in the environment's secrets file, mode 0600."""
+                    argv_value: str | None, stream: TextIO, push: bool = False) -> int:
+    """Store ``name`` (read from ``stream``) in the environment's secrets file, mode 0600.
+
+    ``push``: then `deploy backend` (confirmed by asking for it): the new .env goes out
+    with a new release and the instances restart one at a time, health-gated.
+    """
     if argv_value is not None:
         # Refused before anything is read or written: it is in the shell's history now.
         raise SecretError(f"secrets set {name}: refusing a value given on the command line "
@@ -162,6 +191,12 @@ def run_secrets_set(*, inventory: str | None, env_name: str, name: str,
     if os.environ.get(name):
         print(f"note: {name} is also exported in this shell, which wins over the file; "
               f"unset it to use the new value", file=sys.stderr)
-    print(f"next: adapto deploy backend -e {env_name} ships it to the hosts' shared .env",
-          file=sys.stderr)
+    if push:
+        from adapto_ops.procedures.deploy import run_deploy
+
+        return run_deploy(inventory=inventory, env_name=env_name, hosts=None, what="backend",
+                          dry_run=False, yes=True, skip_build=True, break_lock=False,
+                          force=False, as_json=False)
+    print(f"next: adapto deploy backend -e {env_name} ships it to the hosts' shared .env "
+          "(or set it with --push)", file=sys.stderr)
     return EXIT_OK

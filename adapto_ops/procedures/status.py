@@ -20,6 +20,7 @@ from typing import Any
 
 from adapto_ops.errors import EXIT_FAILED, EXIT_OK, AdaptoError
 from adapto_ops.facts import HostFacts
+from adapto_ops.inventory.secrets import maskable_values
 from adapto_ops.selection import Selection, select
 
 CERT_WARN_DAYS = 14  # as `adapto health`: fewer days left is shown in red
@@ -75,7 +76,7 @@ def _rounded(value: float | None) -> float | None:
 
 def masker(secret_values: list[str]) -> Any:
     """A function that replaces every secret value in a text by ``***``."""
-    values = sorted((v for v in secret_values if len(v) >= 4), key=len, reverse=True)
+    values = [v for v in maskable_values(secret_values) if len(v) >= 4]
 
     def mask(text: str) -> str:
         for value in values:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapto_ops.inventory.secrets import maskable_values
+
 WHATS = ("backend", "nginx", "database")
 
 
@@ -47,6 +49,6 @@ class RecoverReport:
 
 def mask_secrets(text: str, secret_values: list[str]) -> str:
     """``text`` with every secret value replaced by ****, longest first (one may hold another)."""
-    for value in sorted((v for v in secret_values if v), key=len, reverse=True):
+    for value in maskable_values(secret_values):  # a URL's password alone too
         text = text.replace(value, "****")
     return text
