@@ -208,6 +208,22 @@ def test_secrets_missing_on_host_fails_local_missing_warns() -> None:
     assert [r.status for r in complete] == ["pass", "pass"], [r.output for r in complete]
 
 
+def test_secrets_report_lines_unreadable_host_and_exposed_file() -> None:
+    from adapto_ops.procedures.secrets import SecretsReport
+    from adapto_ops.secrets_check import SecretProblem, needed_secrets
+
+    env = loaded_env().env
+    exposed = SecretProblem("", "local", "permissions", (),
+                            ".secrets/production.env is readable by group/others (mode 0644)")
+    secrets_report = SecretsReport(needed_secrets(env), frozenset(), {"prod1": {
+        "read": False, "error": "ssh: connection refused"}}, [exposed])
+    out = L.secrets_report_lines("production", secrets_report)
+    assert [(r.host, r.status) for r in out] == [("environment", "fail"), ("prod1", "fail")]
+    assert "mode 0644" in out[0].output and "connection refused" in out[1].output
+    missing = L.secrets_report_lines("production", None, "bad inventory")
+    assert missing[0].status == "fail" and "bad inventory" in missing[0].output
+
+
 def test_secrets_unreadable_host_fails() -> None:
     out = L.secrets_lines("p", [], {"h": "ssh: timed out"}, 1)
     assert out[1].status == "fail" and "timed out" in out[1].output
@@ -278,17 +294,24 @@ def sandbox_selection() -> Selection:
 
 def test_audit_lines_over_a_whole_environment(tmp_path: Path) -> None:
     from adapto_ops.facts import EnvFileFacts
+    from adapto_ops.procedures.secrets import SecretsReport
+    from adapto_ops.secrets_check import missing_on_host, missing_secrets, needed_secrets
 
     selection = sandbox_selection()
     host = selection.env.hosts[0].name
     facts = HostFacts(host, certificate=Certificate(NOW + dt.timedelta(days=300)),
                       updates=Updates(10, (), NOW))
     names = frozenset(selection.env.secrets.names)
+    env_file = EnvFileFacts(True, 0o600, "root", names)
+    secrets_report = SecretsReport(needed_secrets(selection.env), frozenset(),
+                           {host: {"read": True}},
+                           missing_secrets(selection.env, {})
+                           + missing_on_host(selection.env, host, "root", env_file, "/x/.env"))
     inputs = AuditInputs(
         health=[result("nginx:config", "pass", host=host),
                 result("api:responseTime", "pass", 20.0, host=host),
                 result("certificate:daysLeft", "pass", 300.0, "valid", host=host)],
-        hosts={host: HostRead(facts, EnvFileFacts(True, 0o600, "root", names))},
+        hosts={host: HostRead(facts)}, secrets=secrets_report,
         rounds=None, rounds_source=".adapto/monitor/sandbox.jsonl",
         db=DbCheck(connected=True, role="app", database="ai", lints_run=8,
                    findings=[finding(LINTS[0], "public", "planted", "")]),
@@ -300,6 +323,7 @@ def test_audit_lines_over_a_whole_environment(tmp_path: Path) -> None:
     assert by["certificate"].status == "pass"
     assert by["firewall"].status == "warn"  # the sandbox's firewall.manage is false
     assert by[f"secrets/{host}"].status == "pass", by[f"secrets/{host}"].output
+    assert by["secrets/environment"].status == "warn"  # nothing set here: the hosts hold them
     assert by["rls"].status == "fail" and "public.planted" in by["rls"].output
     assert by["updates"].status == "pass"
     assert exit_code(out, strict=False) == 1

@@ -207,14 +207,17 @@ def secrets_lines(env_name: str, local: Iterable[Any], hosts: dict[str, list[Any
     """
     command = f"adapto secrets check -e {env_name}"
     lines = []
-    here = list(local)
-    lines.append(_line(ENVIRONMENT, "secrets", "local", "secrets here",
-                       "warn" if here else "pass",
-                       (f"{len(here)} of {needed} needed secrets have no value here: "
-                        + ", ".join(p.name for p in here)
-                        + " (fine where only the hosts hold them; else `adapto secrets set "
-                          "NAME` or export them)") if here
-                       else f"all {needed} needed secrets have a value here",
+    here = [p for p in local if p.kind == "missing"]
+    exposed = [p for p in local if p.kind != "missing"]  # the secrets file's mode: fails
+    parts = [p.message for p in exposed]
+    if here:
+        parts.append(f"{len(here)} of {needed} needed secrets have no value here: "
+                     + ", ".join(p.name for p in here)
+                     + " (fine where only the hosts hold them; else `adapto secrets set "
+                       "NAME` or export them)")
+    status: Status = "fail" if exposed else "warn" if here else "pass"
+    lines.append(_line(ENVIRONMENT, "secrets", "local", "secrets here", status,
+                       "; ".join(parts) or f"all {needed} needed secrets have a value here",
                        value=len(here), unit="missing", kind="config", next_command=command))
     for host, problems in hosts.items():
         if isinstance(problems, str):
@@ -223,13 +226,28 @@ def secrets_lines(env_name: str, local: Iterable[Any], hosts: dict[str, list[Any
                                next_command=command))
             continue
         failing = [p for p in problems if p.failing]
-        status: Status = "fail" if failing else "warn" if problems else "pass"
+        status = "fail" if failing else "warn" if problems else "pass"
         evidence = ("; ".join(p.message for p in problems) if problems
                     else "every shipped secret is set in the shared .env, mode and owner right")
         lines.append(_line(host, "secrets", "complete", "secrets", status, evidence,
                            value=len(failing), unit="missing", kind="config",
                            next_command=command))
     return lines
+
+
+def secrets_report_lines(env_name: str, report: Any | None, error: str | None = None
+                         ) -> list[CheckResult]:
+    """:func:`secrets_lines` from `secrets check`'s report (procedures.secrets.SecretsReport)."""
+    if report is None:
+        return [_line(ENVIRONMENT, "secrets", "local", "secrets here", "fail",
+                      f"not checked: {error}", kind="config",
+                      next_command=f"adapto secrets check -e {env_name}")]
+    local = [p for p in report.problems if p.where == "local"]
+    hosts: dict[str, list[Any] | str] = {}
+    for host, info in report.hosts.items():
+        hosts[host] = ([p for p in report.problems if p.where == host] if info.get("read")
+                       else str(info.get("error") or "not read"))
+    return secrets_lines(env_name, local, hosts, len(report.needs))
 
 
 # --- RLS ------------------------------------------------------------------------------------------

@@ -6,8 +6,9 @@ It composes what exists, concurrently:
 - uptime from the monitor's results file (.adapto/monitor/<env>.jsonl);
 - per host, one facts read with the optional ``updates`` section (the
   certificate file, ufw for :func:`adapto_ops.firewall.plan.plan_firewall`,
-  pending security updates) and, on backend hosts, the names in the shared .env
-  for :mod:`adapto_ops.secrets_check`;
+  pending security updates);
+- `secrets check`'s report (:func:`adapto_ops.procedures.secrets.collect_secrets_report`:
+  names only, here and in each backend host's shared .env);
 - `db check` on the first backend host (:mod:`adapto_ops.procedures.dbcheck`).
 
 :mod:`adapto_ops.audit.lines` turns those into pass/warn/fail lines; health's
@@ -34,7 +35,6 @@ class HostRead:
     """What one host's SSH session read for the audit (or why it could not)."""
 
     facts: Any | None = None  # facts.HostFacts, with updates
-    env_file: Any | None = None  # facts.EnvFileFacts (backend hosts)
     error: str | None = None
 
 
@@ -49,21 +49,20 @@ class AuditInputs:
     db: Any | None = None  # dbaudit.DbCheck
     db_host: str = ""
     db_error: str | None = None
+    secrets: Any | None = None  # procedures.secrets.SecretsReport
+    secrets_error: str | None = None
 
 
 def _read_host(selection: Selection, target: Target) -> HostRead:
     from adapto_ops.deploy.run import open_transport
-    from adapto_ops.facts import gather, read_env_file
+    from adapto_ops.facts import gather
 
     try:
         transport = open_transport(selection, target)
     except AdaptoError as exc:
         return HostRead(error=exc.message)
     try:
-        facts = gather(transport, target, with_updates=True)
-        env_file = (read_env_file(transport, target) if "backend" in target.host.roles
-                    else None)
-        return HostRead(facts, env_file)
+        return HostRead(gather(transport, target, with_updates=True))
     except AdaptoError as exc:
         return HostRead(error=exc.message)
     finally:
@@ -89,20 +88,26 @@ def gather_inputs(selection: Selection) -> AuditInputs:
     """Health, the hosts' reads and the database check, all at once."""
     from adapto_ops.health.run import run_checks
     from adapto_ops.procedures.dbcheck import check_environment
+    from adapto_ops.procedures.secrets import collect_secrets_report
 
     inputs = AuditInputs()
     inputs.rounds, inputs.rounds_source = _rounds(selection)
     targets = selection.targets
-    with ThreadPoolExecutor(max_workers=2 + len(targets)) as pool:
+    with ThreadPoolExecutor(max_workers=3 + len(targets)) as pool:
         health = pool.submit(run_checks, selection)
         reads = {t.host.name: pool.submit(_read_host, selection, t) for t in targets}
         db = pool.submit(check_environment, selection)
+        secrets = pool.submit(collect_secrets_report, selection)
         inputs.health = health.result()
         inputs.hosts = {name: future.result() for name, future in reads.items()}
         try:
             inputs.db_host, inputs.db = db.result()
         except AdaptoError as exc:
             inputs.db_error = exc.message
+        try:
+            inputs.secrets = secrets.result()
+        except AdaptoError as exc:
+            inputs.secrets_error = exc.message
     return inputs
 
 
@@ -110,8 +115,6 @@ def audit_lines(selection: Selection, inputs: AuditInputs) -> list[CheckResult]:
     """The report's lines, in the runbook's order of criteria."""
     from adapto_ops.audit import lines as L
     from adapto_ops.firewall.plan import plan_firewall
-    from adapto_ops.inventory.secrets import resolve_secrets
-    from adapto_ops.secrets_check import missing_on_host, missing_secrets, needed_secrets
 
     env, name = selection.env, selection.env_name
     out = L.health_lines(inputs.health, name, env.health.api_budget_ms,
@@ -131,18 +134,7 @@ def audit_lines(selection: Selection, inputs: AuditInputs) -> list[CheckResult]:
         if facts is not None and env.firewall.manage:
             plan = plan_firewall(env, target.host, facts.firewall, facts.ssh_port)
         out.append(L.firewall_line(host, name, env.firewall.manage, plan, read.error))
-    needs = needed_secrets(env)
-    local = missing_secrets(env, resolve_secrets([n.name for n in needs],
-                                                 selection.secrets_file))
-    hosts: dict[str, list[Any] | str] = {}
-    for target in selection.targets:
-        if "backend" not in target.host.roles:
-            continue
-        read = inputs.hosts[target.host.name]
-        hosts[target.host.name] = (read.error or "not read") if read.env_file is None else \
-            missing_on_host(env, target.host.name, target.host.user, read.env_file,
-                            target.layout.env_file)
-    out += L.secrets_lines(name, local, hosts, len(needs))
+    out += L.secrets_report_lines(name, inputs.secrets, inputs.secrets_error)
     out.append(L.rls_line(inputs.db_host or L.ENVIRONMENT, name, inputs.db, inputs.db_error))
     for target in selection.targets:
         read = inputs.hosts[target.host.name]
