@@ -200,7 +200,8 @@ def firewall_line(host: str, env_name: str, manage: bool, plan: Any | None,
 
 def secrets_lines(env_name: str, local: Iterable[Any], hosts: dict[str, list[Any] | str],
                   needed: int) -> list[CheckResult]:
-    """Names only: missing here (a warning: CI may not hold them) and on each backend host.
+    """Names only: missing here (a warning: CI may not hold them; a secrets file others can
+    read fails) and on each backend host (missing fails).
 
     ``local`` and ``hosts`` hold secrets_check.SecretProblem values; a host's
     value is a string when its .env could not be read.
