@@ -93,6 +93,46 @@ class Disk:
 
 
 @dataclass(frozen=True)
+class Updates:
+    """Pending OS upgrades as apt lists them (the optional ``updates`` section)."""
+
+    pending: int = 0
+    security: tuple[str, ...] = ()  # package names whose new version comes from *-security
+    lists_updated: dt.datetime | None = None  # when apt's package lists were last refreshed
+    error: str | None = None  # apt missing or failing: nothing else here is known
+
+    def lists_age_days(self, now: dt.datetime | None = None) -> float | None:
+        if self.lists_updated is None:
+            return None
+        return ((now or dt.datetime.now(dt.UTC)) - self.lists_updated).total_seconds() / 86400
+
+
+def parse_updates(text: str) -> Updates | None:
+    """The ``updates`` section (see commands.facts.UPDATES_SH); None when it was not asked for."""
+    if not text.strip():
+        return None
+    if text.strip() == "no-apt":
+        return Updates(error="no apt on this host (not Debian/Ubuntu?)")
+    lists, error, code, pending, security = None, None, None, 0, []
+    for line in text.splitlines():
+        if line.startswith("lists=") and line[6:].strip().isdigit():
+            lists = dt.datetime.fromtimestamp(int(line[6:].strip()), dt.UTC)
+        elif line.startswith("exit="):
+            code = line[5:].strip()
+        elif line.startswith("error="):
+            error = line[6:].strip()[:200] or "apt failed"
+        elif "[upgradable from:" in line and "/" in line.split()[0]:
+            pending += 1
+            # "libgcrypt20/oldstable,oldstable-security 1.10.1-3+deb12u1 amd64 [upgradable …]"
+            name, _, suites = line.split()[0].partition("/")
+            if any(suite.endswith("-security") for suite in suites.split(",")):
+                security.append(name)
+    if code not in (None, "0"):
+        return Updates(lists_updated=lists, error=f"apt list --upgradable failed: {error or code}")
+    return Updates(pending, tuple(security), lists)
+
+
+@dataclass(frozen=True)
 class HostFacts:
     """Everything `status`, `health`, `recover` and `monitor` know about one host."""
 
@@ -120,6 +160,7 @@ class HostFacts:
     read_s: float = 0.0
     probe_output: str = ""  # what the probe run beside the reads printed (see gather)
     database_output: str = ""  # what the database check run beside them printed
+    updates: Updates | None = None  # only when asked for (gather(with_updates=True))
 
     @property
     def nginx_running(self) -> bool:
@@ -286,19 +327,22 @@ def parse_facts(host: str, stdout: str, read_s: float = 0.0) -> HostFacts:
         read_s=read_s,
         probe_output=s.get("probe", ""),
         database_output=s.get("database", ""),
+        updates=parse_updates(s.get("updates", "")),
     )
 
 
 def gather(transport: Transport, target: Target, *, probe: str | None = None,
-           stdin: bytes | None = None, database: str | None = None) -> HostFacts:
+           stdin: bytes | None = None, database: str | None = None,
+           with_updates: bool = False) -> HostFacts:
     """Read every fact of one host in one round trip.
 
     ``probe``: a command run on the host at the same time (its output lands in
     ``probe_output``), fed ``stdin``. ``database``: the on-host database check,
     also run at the same time (its output lands in ``database_output``).
+    ``with_updates``: also the pending OS upgrades (``updates``; seconds of apt).
     """
     started = time.perf_counter()
-    command = facts_cmd.gather(target.env, target.host.user, probe, database)
+    command = facts_cmd.gather(target.env, target.host.user, probe, database, with_updates)
     result = transport.run(command, check=False,
                            stdin=stdin, mutates=False, what="read host facts", timeout=60)
     return parse_facts(target.host.name, result.stdout, time.perf_counter() - started)

@@ -164,7 +164,8 @@ def test_gather_command_runs_under_sh(tmp_path: Path) -> None:
                             env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin",
                                  "PM2_HOME": str(tmp_path / "no-pm2")}, check=False)
     sections = split_sections(result.stdout)
-    assert set(facts_cmd.SECTIONS) - {"probe", "database"} <= set(sections), result.stdout
+    optional = {"probe", "database", "updates"}
+    assert set(facts_cmd.SECTIONS) - optional <= set(sections), result.stdout
     facts = parse_facts("h", result.stdout)
     assert not facts.pm2_daemon and facts.pm2 is None  # jlist must not start a daemon
     assert not (tmp_path / "no-pm2").exists()

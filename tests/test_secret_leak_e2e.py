@@ -165,6 +165,12 @@ SWEEP: list[Step] = [
     Step("db status", ("--json",)),
     Step("db migrate"),
     Step("db migrate", ("--json", "--verbose")),
+    Step("db check"),
+    Step("db check", ("--json", "--verbose")),
+    # Warnings (no monitor history, firewall not managed) or a fail (pending updates are
+    # only warnings; the health of a sandbox mid-sweep may fail): the output is the point.
+    Step("audit", codes=(0, 1)),
+    Step("audit", ("--json", "--junit", "{base}/reports/audit.xml", "--verbose"), codes=(0, 1)),
     Step("recover", ("backend", "--dry-run")),
     Step("recover", ("nginx", "--dry-run")),
     Step("recover", ("database", "--dry-run", "--verbose")),
@@ -206,6 +212,8 @@ SWEEP: list[Step] = [
     Step("health", ("--json",), codes=None),
     Step("status", ("--json",), codes=None),
     Step("db status", ("--verbose",), codes=None),
+    Step("db check", ("--verbose",), codes=None),
+    Step("audit", ("--json",), codes=None),
     Step("recover", ("database", "--dry-run"), codes=None),
     Step("recover", ("database", "--yes", "--verbose"), codes=None),
     Step("monitor", ("--once", "--json"), codes=None),

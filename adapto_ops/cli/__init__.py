@@ -13,6 +13,7 @@ import os
 import sys
 
 from adapto_ops.cli import (  # noqa: F401  (each import registers its commands)
+    audit,
     config,
     db,
     deploy,

@@ -1,4 +1,4 @@
-"""db migrate|status."""
+"""db migrate|status|check."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ from adapto_ops.cli.common import (
 
 db_app = sub_app(
     (
-        "The backend's database migrations outside a deploy (`deploy` runs them itself, "
-        "before the switch): the inventory's backend.migrate on the first backend host."
+        "The backend's database: its migrations outside a deploy (`deploy` runs them "
+        "itself, before the switch), the inventory's backend.migrate on the first backend "
+        "host; and `check`, the RLS audit of Supabase's database linter."
     ),
 )
 app.add_typer(db_app, name="db")
@@ -65,5 +66,36 @@ def db_status(
         from adapto_ops.procedures.db import run_db_status
 
         exit_with(run_db_status(inventory=inventory, env_name=env, as_json=json_output))
+
+    run(body)
+
+
+@db_app.command("check")
+def db_check(
+    env: Annotated[str | None, typer.Option("--env", "-e", metavar="NAME",
+                                            help="run on this environment's backend host, "
+                                                 "with the backend's DATABASE_URL")] = None,
+    database_url: Annotated[str | None, typer.Option(
+        "--database-url", metavar="URL", envvar="ADAPTO_DATABASE_URL",
+        help="check this database from here instead; prefer $ADAPTO_DATABASE_URL "
+             "(a command line is visible to every user of the machine)")] = None,
+    inventory: InventoryOpt = None,
+    json_output: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """The RLS audit of Supabase's database linter; exit 1 on any finding.
+
+    Tables without RLS, RLS with no policy, policies trusting user_metadata,
+    security-definer views, functions with a mutable search_path, and the
+    application role owning tables or bypassing RLS.
+
+    Example: adapto db check -e sandbox --json
+    """
+
+    def body() -> None:
+        from adapto_ops.procedures.dbcheck import run_db_check
+
+        exit_with(run_db_check(inventory=inventory, env_name=env, database_url=database_url,
+                               as_json=json_output))
 
     run(body)

@@ -80,7 +80,7 @@ LISTENER_SH = (
 
 SECTIONS = ("pm2_daemon", "pm2", "pm2_startup", "nginx_running", "nginx_test", "release",
             "certificate", "disk", "ufw", "ufw_added", "ufw_defaults", "ssh_port", "listeners",
-            "history", "probe", "database")
+            "history", "probe", "database", "updates")
 
 
 def pm2_home() -> str:
@@ -110,8 +110,28 @@ def pm2_processes() -> str:
     return f"pm2 jlist 2>&1 | node -e {q(PM2_REDUCE_JS)}"
 
 
+# Pending upgrades as apt lists them (`apt list --upgradable`: reads the package lists
+# and dpkg's status, no lock, no change; a third of `apt-get -s upgrade`'s CPU), and
+# when the lists were last refreshed (a stale list hides new updates).
+UPDATES_SH = (
+    "if command -v apt >/dev/null 2>&1; then "
+    "echo \"lists=$(stat -c %Y /var/lib/apt/lists 2>/dev/null)\"; "
+    "__adapto_apt=$(LC_ALL=C timeout 120 apt list --upgradable 2>/dev/null); "
+    "__adapto_code=$?; echo \"exit=$__adapto_code\"; "
+    "[ \"$__adapto_code\" = 0 ] || "
+    "printf 'error=%s\\n' \"$(printf '%s' \"$__adapto_apt\" | tail -n 1)\"; "
+    "printf '%s\\n' \"$__adapto_apt\" | grep 'upgradable from' | head -n 5000; "
+    "else echo no-apt; fi"
+)
+
+
+def updates() -> str:
+    """The optional ``updates`` section: pending OS upgrades (only `audit` asks for it)."""
+    return f"echo @@updates\n{UPDATES_SH}"
+
+
 def gather(env: Environment, user: str, probe: str | None = None,
-           database: str | None = None) -> str:
+           database: str | None = None, with_updates: bool = False) -> str:
     """The whole read, one section after another; every part tolerates failure.
 
     ``probe`` (e.g. the instance health probes) runs in the background while the
@@ -120,6 +140,8 @@ def gather(env: Environment, user: str, probe: str | None = None,
     It alone gets the command's stdin (the probe token); the reads get /dev/null.
     ``database`` (the on-host database check, :mod:`adapto_ops.commands.dbscript`)
     runs in the background too, after the probe, into the ``database`` section.
+    ``with_updates`` adds the ``updates`` section (apt's simulated upgrade: seconds,
+    so only `audit` pays for it).
     """
     nginx = env.nginx
     root = env.paths.root
@@ -153,6 +175,7 @@ def gather(env: Environment, user: str, probe: str | None = None,
         f"for p in {ports}; do " + LISTENER_SH + "; done",
         "echo @@history",
         f"tail -n 1 {q(root + '/.adapto/history.jsonl')} 2>/dev/null",
+        *([updates()] if with_updates else []),
     ])
     if probe is None and database is None:
         return f"{reads}\necho @@end"

@@ -38,14 +38,18 @@ def value_text(result: CheckResult) -> str:
     return f"{value}%" if unit == "%" else f"{value} {unit}".strip()
 
 
-def print_table(results: list[CheckResult], env_name: str, wall_s: float | None = None) -> None:
-    """One table: host, check, status, value, kind, and the detail or the next command."""
+def print_table(results: list[CheckResult], env_name: str, wall_s: float | None = None,
+                *, what: str = "health") -> None:
+    """One table: host, check, status, value, kind, and the detail or the next command.
+
+    ``what`` names the report in its title (`audit` prints its lines with this table too).
+    """
     from rich.markup import escape
     from rich.table import Table
 
     from adapto_ops.output import console
 
-    title = f"health of {env_name}: {overall(results)}"
+    title = f"{what} of {env_name}: {overall(results)}"
     if wall_s is not None:
         title += f" ({wall_s:.2f} s)"
     table = Table(title=title, title_justify="left")
@@ -106,9 +110,13 @@ def _details(r: CheckResult) -> str:
     return "\n".join(lines)
 
 
-def junit_xml(results: list[CheckResult], env_name: str, *, strict: bool) -> str:
-    """JUnit XML, one testsuite per host (see the module's docstring for warnings)."""
-    root = ET.Element("testsuites", name=f"adapto health {env_name}")
+def junit_xml(results: list[CheckResult], env_name: str, *, strict: bool,
+              what: str = "health") -> str:
+    """JUnit XML, one testsuite per host (see the module's docstring for warnings).
+
+    ``what`` names the suites and classnames (``adapto.<what>.<env>.<host>``).
+    """
+    root = ET.Element("testsuites", name=f"adapto {what} {env_name}")
     by_host: dict[str, list[CheckResult]] = defaultdict(list)
     for r in results:
         by_host[r.host].append(r)
@@ -117,7 +125,7 @@ def junit_xml(results: list[CheckResult], env_name: str, *, strict: bool) -> str
         suite = ET.SubElement(root, "testsuite", name=f"{env_name}/{host}")
         failures = 0
         for r in checks:
-            case = ET.SubElement(suite, "testcase", classname=f"adapto.health.{env_name}.{host}",
+            case = ET.SubElement(suite, "testcase", classname=f"adapto.{what}.{env_name}.{host}",
                                  name=r.key,
                                  time=f"{(r.duration_ms or 0) / 1000:.3f}")
             failing = r.status == "fail" or (strict and r.status == "warn")

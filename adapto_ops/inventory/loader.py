@@ -23,6 +23,12 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from adapto_ops.errors import InventoryError
+from adapto_ops.inventory.limits import (
+    MAX_BYTES,
+    BoundedLoader,
+    LimitExceeded,
+    line_at_byte_limit,
+)
 from adapto_ops.inventory.model import Environment, Inventory
 
 DEFAULT_PATH = "inventory.yaml"
@@ -100,7 +106,12 @@ def inventory_path(option: str | None) -> Path:
 def load_inventory(path: Path) -> LoadedInventory:
     """Parse and validate ``path``; raise InventoryError listing every problem."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # Refuse a huge file before reading it: the bound is on work, not only on YAML.
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            raise InventoryError(_too_large(path, raw.count(b"\n", 0, MAX_BYTES) + 1))
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise InventoryError(
             f"{path}: inventory file not found; create one with `adapto init` "
@@ -123,6 +134,8 @@ def load_inventory(path: Path) -> LoadedInventory:
 
 def parse_inventory(text: str, path: Path) -> LoadedInventory:
     """Validate inventory text; ``path`` names it in messages and anchors relative paths."""
+    if len(text) > MAX_BYTES or len(text.encode("utf-8")) > MAX_BYTES:
+        raise InventoryError(_too_large(path, line_at_byte_limit(text)))
     root, data = _compose(text, path)
     if not isinstance(data, dict):
         raise InventoryError(
@@ -144,18 +157,26 @@ def parse_inventory(text: str, path: Path) -> LoadedInventory:
     return LoadedInventory(inventory=inventory, path=path.resolve())
 
 
+def _too_large(path: Path, line: int) -> str:
+    return (f"{path}:{line}: the inventory passes {MAX_BYTES // 1024} KiB here; "
+            "refused (inventory reader limits: a real one is a few KiB)")
+
+
 # --- YAML with line numbers -------------------------------------------------
 
 
 def _compose(text: str, path: Path) -> tuple[yaml.Node | None, Any]:
     try:
         # The reader checks characters as soon as it is made: keep it inside the try.
-        loader = yaml.SafeLoader(text)
+        loader = BoundedLoader(text)
     except yaml.reader.ReaderError as exc:
         raise InventoryError(_reader_error(path, text, exc)) from None
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
+    except LimitExceeded as exc:
+        raise InventoryError(
+            f"{path}:{exc.line}: {exc.message}; refused (inventory reader limits)") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1

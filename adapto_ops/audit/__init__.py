@@ -1,0 +1,1 @@
+"""`adapto audit`: the runbook's success criteria judged from what adapto already reads."""
