@@ -160,10 +160,14 @@ def start_server(base: Path, ns: str, key: Path) -> list[subprocess.Popen[bytes]
     (base / "authorized_keys").write_text(Path(f"{key}.pub").read_text())
     from adapto_ops.render.engine import render_template
 
-    (base / "sshd_config").write_text(render_template("sandbox/sshd_config.j2", {
+    # sshd's config and pid file where a sandbox host keeps them (sandbox.dir/ssh/): the
+    # commands check that a sandbox environment's sshd runs before they connect.
+    ssh_dir = base / "sandbox" / "ssh"
+    ssh_dir.mkdir(parents=True, exist_ok=True)
+    (ssh_dir / "sshd_config").write_text(render_template("sandbox/sshd_config.j2", {
         "project": "adapto", "env_name": ENV, "host": "fw1",
         "address": SERVER_IP, "port": 22, "host_key": str(base / "host_key"),
-        "pid_file": str(base / "sshd.pid"), "authorized_keys": str(base / "authorized_keys"),
+        "pid_file": str(ssh_dir / "sshd.pid"), "authorized_keys": str(base / "authorized_keys"),
         "user": "root", "pm2_home": str(base / "pm2")}))
     sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
        "-nodes", "-days", "2", "-subj", "/CN=fw1", "-keyout", str(base / "key.pem"),
@@ -181,7 +185,7 @@ def start_server(base: Path, ns: str, key: Path) -> list[subprocess.Popen[bytes]
     inside = ["ip", "netns", "exec", ns, "unshare", "--mount", "--propagation", "private",
               "sh", "-c"]
     return [
-        subprocess.Popen([*inside, mounts + f"exec /usr/sbin/sshd -D -e -f {base}/sshd_config"],
+        subprocess.Popen([*inside, mounts + f"exec /usr/sbin/sshd -D -e -f {ssh_dir}/sshd_config"],
                          stdout=out, stderr=out),
         subprocess.Popen(["ip", "netns", "exec", ns, "nginx", "-p", str(base), "-c",
                           str(base / "nginx.conf")], stdout=out, stderr=out),
@@ -221,7 +225,7 @@ def firewall_lab(base: Path) -> Iterator[Lab]:
         key = base / "id_ed25519"
         processes = start_server(base, server_ns, key)
         known_hosts = base / "sandbox" / "ssh" / "known_hosts"
-        known_hosts.parent.mkdir(parents=True)
+        known_hosts.parent.mkdir(parents=True, exist_ok=True)
         known_hosts.write_text(f"{SERVER_IP} {(base / 'host_key.pub').read_text()}")
         lab = Lab(base, server_ns, client_ns, write_inventory(base, key), key, known_hosts)
         wait_listening(lab, [22, 443, BACKEND_PORT])

@@ -448,7 +448,7 @@ def shared_files(box: OpBox) -> list[Path]:
 def test_the_remote_shell_files_are_0600_before_any_byte_arrives(box: OpBox) -> None:
     """Bulk stdin (a release tarball, the .env inside) and each command's output file."""
     from adapto_ops.deploy.run import open_transport
-    from adapto_ops.remote import INLINE_STDIN_MAX
+    from adapto_ops.remote import HEREDOC_STDIN_MAX, INLINE_STDIN_MAX
     from adapto_ops.selection import select
 
     selection = select(str(box.inventory), ENV)
@@ -467,16 +467,20 @@ def test_the_remote_shell_files_are_0600_before_any_byte_arrives(box: OpBox) -> 
         real_upload(data, path, progress)
 
     transport._upload = upload  # type: ignore[method-assign]
+    probe = "stat -L -c %a /proc/self/fd/0 /proc/self/fd/1; umask; wc -c"
+    # Each way bulk stdin travels: a here-document on the shell's own channel (mid-sized),
+    # and SFTP (large), both into the same stdin file.
+    sizes = (INLINE_STDIN_MAX * 2, HEREDOC_STDIN_MAX * 2)
     try:
-        data = secrets.token_bytes(INLINE_STDIN_MAX * 2)
-        result = transport.run("stat -L -c %a /proc/self/fd/0 /proc/self/fd/1; umask; "
-                               "wc -c", stdin=data)
+        results = [(size, transport.run(probe, stdin=secrets.token_bytes(size)))
+                   for size in sizes]
     finally:
         transport.close()
-    assert seen == [0o600], seen
-    stdin_mode, stdout_mode, umask, size = result.stdout.split()
-    assert (stdin_mode, stdout_mode, int(size)) == ("600", "600", len(data)), result.stdout
-    assert umask != "0077", "commands must keep the login umask (releases are read by nginx)"
+    assert seen == [0o600], seen  # the one SFTP upload found the file already 0600
+    for size, result in results:
+        stdin_mode, stdout_mode, umask, got = result.stdout.split()
+        assert (stdin_mode, stdout_mode, int(got)) == ("600", "600", size), result.stdout
+        assert umask != "0077", "commands must keep the login umask (releases are read by nginx)"
 
 
 @e2e
