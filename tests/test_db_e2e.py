@@ -21,7 +21,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.e2e_support import Cli, adapto, postgres_dir, said, sandbox_marks
+from tests.e2e_support import REPO, Cli, adapto, postgres_dir, said, sandbox_marks
 from tests.operate_sandbox import ENV, OpBox, Slot, deployed_sandbox
 
 pytestmark = [pytest.mark.e2e, *sandbox_marks()]
@@ -71,6 +71,10 @@ def owner_query(box: OpBox, sql: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(secrets(box)["MIGRATION_DATABASE_URL"], autocommit=True,
                          connect_timeout=5) as conn:
         return conn.execute(sql).fetchall()
+
+
+# The reference backend's own migrations; the tests add theirs after them (09xx).
+BUNDLED = len(list((REPO / "reference" / "backend" / "migrations").glob("*.sql")))
 
 
 def write_migration(box: OpBox, name: str, sql: str) -> Path:
@@ -139,7 +143,7 @@ def test_the_first_deploy_migrated_and_health_says_database_ok(box: OpBox) -> No
     assert body["database"]["status"] == "ok"
     assert body["migrations"]["pending"] == 0
     status = db_status(box)
-    assert status["pending"] == [] and status["total"] == 3
+    assert status["pending"] == [] and status["total"] == BUNDLED
     assert status["release"] == current(box)
 
 
@@ -191,7 +195,7 @@ def test_a_message_posted_through_one_instance_reaches_a_websocket_on_the_other(
 
 
 def test_a_new_migration_is_applied_by_the_next_deploy(box: OpBox) -> None:
-    write_migration(box, "0004_deploy_notes.sql", (
+    write_migration(box, "0904_deploy_notes.sql", (
         "CREATE TABLE public.deploy_notes (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
         " owner_id uuid NOT NULL DEFAULT auth.uid(), note text NOT NULL);\n"
         "ALTER TABLE public.deploy_notes ENABLE ROW LEVEL SECURITY;\n"
@@ -206,7 +210,7 @@ def test_a_new_migration_is_applied_by_the_next_deploy(box: OpBox) -> None:
     result = box.deploy()
     assert result.returncode == 0, said(result)
     no_secret_in(box, result)
-    assert "1 applied, 4 in total" in result.stdout
+    assert f"1 applied, {BUNDLED + 1} in total" in result.stdout
     assert current(box) != before
     assert owner_query(box, "SELECT to_regclass('public.deploy_notes')::text") == \
         [("deploy_notes",)]
@@ -215,7 +219,7 @@ def test_a_new_migration_is_applied_by_the_next_deploy(box: OpBox) -> None:
 
 
 def test_a_failing_migration_leaves_every_host_on_its_old_release(box: OpBox) -> None:
-    broken = write_migration(box, "0005_broken.sql",
+    broken = write_migration(box, "0905_broken.sql",
                              "ALTER TABLE public.no_such_table ADD COLUMN x int;\n")
     before, releases = current(box), sorted(os.listdir(box.root / "releases"))
     try:
@@ -225,31 +229,31 @@ def test_a_failing_migration_leaves_every_host_on_its_old_release(box: OpBox) ->
     assert result.returncode == 1, said(result)
     errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
     assert len(errors) == 1, said(result)
-    assert "0005_broken.sql" in errors[0] and "no_such_table" in errors[0]
+    assert "0905_broken.sql" in errors[0] and "no_such_table" in errors[0]
     assert current(box) == before
     assert sorted(os.listdir(box.root / "releases")) == releases  # the new one was dropped
     assert not list((box.root / "shared").glob(".env.next-*"))
     assert health(box)["release"] == before
     last = history(box)[-1]
     assert last["result"] == "failed" and last["step"] == "migrate"
-    assert "0005_broken.sql" in last["error"]
+    assert "0905_broken.sql" in last["error"]
     # Rolled back entirely: nothing of it reached the database.
     assert owner_query(box, "SELECT count(*) FROM schema_migrations "
-                            "WHERE version LIKE '0005%'") == [(0,)]
+                            "WHERE version LIKE '0905%'") == [(0,)]
 
 
 def test_db_status_lists_a_pending_migration_and_db_migrate_applies_it(box: OpBox) -> None:
     # A release that ships a migration without running it: the inventory has no migrate.
-    write_migration(box, "0006_note_tags.sql",
+    write_migration(box, "0906_note_tags.sql",
                     "ALTER TABLE public.deploy_notes ADD COLUMN tags text[] DEFAULT '{}';\n")
     unmanaged = box.write_variant("no-migrate", lambda env: env["backend"].pop("migrate"))
     shipped = adapto("deploy", "all", "-e", ENV, "-i", str(unmanaged), "--yes", "--skip-build")
     assert shipped.returncode == 0, said(shipped)
     assert health(box)["migrations"]["pending"] == 1
     status = db_status(box)
-    assert status["pending"] == ["0006_note_tags.sql"] and status["total"] == 5
+    assert status["pending"] == ["0906_note_tags.sql"] and status["total"] == BUNDLED + 2
     table = adapto("db", "status", "-e", ENV, "-i", str(box.inventory))
-    assert table.returncode == 0 and "pending  0006_note_tags.sql" in table.stdout, said(table)
+    assert table.returncode == 0 and "pending  0906_note_tags.sql" in table.stdout, said(table)
     refused = adapto("db", "status", "-e", ENV, "-i", str(unmanaged))
     assert refused.returncode == 2 and "backend.migrate" in refused.stderr, said(refused)
     applied = adapto("db", "migrate", "-e", ENV, "-i", str(box.inventory))
@@ -286,7 +290,7 @@ def test_down_stops_the_cluster_and_purge_removes_it(box: OpBox) -> None:
     # Back up with the data kept: the migrations are still applied.
     up = box.cli("sandbox", "up", timeout=120)
     assert up.returncode == 0 and "started postgres" in up.stdout, said(up)
-    assert owner_query(box, "SELECT count(*) FROM schema_migrations")[0][0] == 5
+    assert owner_query(box, "SELECT count(*) FROM schema_migrations")[0][0] == BUNDLED + 2
     purged = box.cli("sandbox", "down", "--purge", timeout=120)
     assert purged.returncode == 0, said(purged)
     assert not cluster(box).exists()
