@@ -914,6 +914,7 @@ def test_unreachable_host_is_one_line(box: Box) -> None:
 def test_missing_secret_is_bad_input_and_changes_nothing(box: Box) -> None:
     empty = box.base / ".adapto" / "empty.env"
     empty.write_text("# no values here\n")
+    empty.chmod(0o600)  # a readable secrets file earns a warning line of its own
 
     def no_secrets(env: dict[str, Any]) -> None:
         env["secrets"]["file"] = str(empty)
