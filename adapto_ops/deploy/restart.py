@@ -50,6 +50,7 @@ class RestartMixin:
     started: list[str]
 
     def step(self, step: str, message: str = "") -> Step:
+        """A step of this host for ``with``: start, then ok (or fail if the block raises)."""
         return Step(self.reporter, self.name, step, message)
 
     def _token_stdin(self) -> bytes:
