@@ -17,8 +17,8 @@ import pytest
 
 from adapto_ops.commands import release as rel
 from adapto_ops.deploy.backend_build import build_key, cached_build
-from adapto_ops.deploy.host import HostState, ReleaseInfo
 from adapto_ops.deploy.manifest import EXCLUDED_NAMES, Entry, build_manifest
+from adapto_ops.deploy.state import HostState, ReleaseInfo
 from adapto_ops.layout import ReleaseLayout
 
 MANIFEST = {"backend/app/api/health/route.js": Entry("a" * 64, 10, 0o644),

@@ -129,7 +129,7 @@ def test_stdin_reaches_the_host_whole_on_each_path(box: OpBox, size: int) -> Non
     the bytes arrive intact and the long-lived shell keeps working afterwards."""
     import hashlib
 
-    from adapto_ops.deploy.run import open_transport
+    from adapto_ops.deploy.session import open_transport
     from adapto_ops.selection import select
 
     selection = select(str(box.inventory), "op", None)

@@ -19,9 +19,9 @@ import pytest
 from adapto_ops.commands import nginx as nginx_cmd
 from adapto_ops.commands import release as rel
 from adapto_ops.commands.probe import parse_probe
-from adapto_ops.deploy.host import HostState, ReleaseInfo, parse_state, prune_plan
 from adapto_ops.deploy.manifest import Entry, carried_assets, plan_upload
-from adapto_ops.deploy.run import new_release_id
+from adapto_ops.deploy.session import new_release_id
+from adapto_ops.deploy.state import HostState, ReleaseInfo, parse_state, prune_plan
 from adapto_ops.inventory.model import Nginx
 from adapto_ops.layout import ReleaseLayout
 

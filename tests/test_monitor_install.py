@@ -109,7 +109,7 @@ def test_systemd_where_it_runs_pm2_elsewhere_and_always_on_a_sandbox() -> None:
 
 
 def test_a_local_host_runs_commands_here_without_ssh(production: tuple) -> None:
-    from adapto_ops.deploy.run import open_transport
+    from adapto_ops.deploy.session import open_transport
     from adapto_ops.local import LocalTransport
     from adapto_ops.remote import CommandFailed
     from adapto_ops.render.configs import Target

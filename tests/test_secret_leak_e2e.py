@@ -449,7 +449,7 @@ def shared_files(box: OpBox) -> list[Path]:
 @e2e
 def test_the_remote_shell_files_are_0600_before_any_byte_arrives(box: OpBox) -> None:
     """Bulk stdin (a release tarball, the .env inside) and each command's output file."""
-    from adapto_ops.deploy.run import open_transport
+    from adapto_ops.deploy.session import open_transport
     from adapto_ops.remote import HEREDOC_STDIN_MAX, INLINE_STDIN_MAX
     from adapto_ops.selection import select
 

@@ -13,7 +13,7 @@ LIVE_MARK = ".adapto-live"  # written once the release passed its health gate
 
 def read_state(layout: ReleaseLayout) -> str:
     """Lines: ``CUR <id>``, ``REL <id> <complete> <live> <meta JSON>`` per release, then
-    ``LOCK`` and the lock file's text (tab-separated; parsed by deploy.host.parse_state).
+    ``LOCK`` and the lock file's text (tab-separated; parsed by deploy.state.parse_state).
 
     Plain sh, not node: node starts in 50-60 ms (several times that on a busy
     host) and this runs at the start of every deploy. Manifests are large, so

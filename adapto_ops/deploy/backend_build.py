@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from adapto_ops.deploy.manifest import Manifest, to_json
 
 if TYPE_CHECKING:
-    from adapto_ops.deploy.host import HostState
+    from adapto_ops.deploy.state import HostState
 
 
 def build_key(manifest: Manifest, deps_hash: str | None, command: str,

@@ -12,7 +12,9 @@ serving the previous release:
                reloaded gracefully, backend instances replaced one at a time,
                each healthy on its own port before the next is touched.
 4. gate     — ``/api/health`` through nginx over TLS and on every instance.
-Rollback runs 3 again with the previous release.
+Rollback runs 3 again with the previous release. The restarts and the gate
+live in :mod:`adapto_ops.deploy.restart`; the state read in
+:mod:`adapto_ops.deploy.state`.
 
 Each step is one SSH round trip where it can be: on loopback a round trip
 costs ~50 ms, and a no-change deploy is mostly round trips.
@@ -20,151 +22,46 @@ costs ~50 ms, and a no-change deploy is mostly round trips.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shlex
-import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from adapto_ops.commands import nginx as nginx_cmd
-from adapto_ops.commands import pm2 as pm2_cmd
 from adapto_ops.commands import release as rel
-from adapto_ops.commands.probe import (
-    ProbeResult,
-    curl_once,
-    http_probe,
-    parse_curl,
-    parse_probe,
-)
 from adapto_ops.deploy.artifacts import Artifacts
 from adapto_ops.deploy.backend_build import build_key, cached_build
 from adapto_ops.deploy.manifest import (
     Manifest,
-    UploadPlan,
     carried_assets,
     from_json,
     plan_upload,
     tarball,
     to_json,
 )
-from adapto_ops.errors import AdaptoError, OperationFailed
-from adapto_ops.events import Event, Reporter, Step
-from adapto_ops.facts import gather
-from adapto_ops.health.classify import probe_reason
-from adapto_ops.remote import CommandFailed, Transport
-from adapto_ops.render.configs import (
-    UPSTREAM_FAIL_TIMEOUT_S,
-    RenderedFile,
-    Target,
-    instance_name,
-    render_nginx,
-    render_pm2,
+from adapto_ops.deploy.restart import RestartMixin
+from adapto_ops.deploy.state import (
+    ECOSYSTEM,
+    NGINX_COPY,
+    HostState,
+    LockHeld,
+    Prepared,
+    ReleaseInfo,
+    content_hash,
+    describe_lock,
+    dist_hash,
+    lock_holder_is_dead,
+    parse_state,
+    prune_plan,
 )
-
-ECOSYSTEM = "ecosystem.config.js"
-NGINX_COPY = "nginx-site.conf"
-
-
-class HealthFailed(OperationFailed):
-    """The new release did not pass its health checks."""
+from adapto_ops.errors import AdaptoError, OperationFailed
+from adapto_ops.events import Event, Reporter
+from adapto_ops.remote import CommandFailed, Transport
+from adapto_ops.render.configs import RenderedFile, Target, render_nginx, render_pm2
 
 
-class LockHeld(AdaptoError):
-    """Another deploy holds the host's lock (exit code 1: nothing was wrong with the input)."""
-
-    exit_code = 1
-
-
-@dataclass(frozen=True)
-class ReleaseInfo:
-    id: str
-    complete: bool
-    meta: dict[str, Any] | None
-    live: bool = False
-
-    @property
-    def backend_release(self) -> str:
-        return str((self.meta or {}).get("backend_release") or self.id)
-
-
-@dataclass(frozen=True)
-class HostState:
-    current: str | None
-    releases: list[ReleaseInfo]
-    lock: str | None
-
-    def release(self, release_id: str | None) -> ReleaseInfo | None:
-        return next((r for r in self.releases if r.id == release_id), None)
-
-
-@dataclass
-class Prepared:
-    release_id: str
-    previous: ReleaseInfo | None
-    plan: UploadPlan
-    bytes_sent: int
-    restart_backend: bool
-    backend_release: str
-    nginx_file: RenderedFile
-    files: dict[str, str] = field(default_factory=dict)  # remote path -> new text (for diffs)
-    unchanged_from: str | None = None  # set when the live release already has this content
-    deps_hash: str | None = None
-    env_text: str = ""  # the env file with real values: compared, never printed
-    dist_changed: bool = True  # the frontend differs from the previous release's
-
-    def as_release(self) -> ReleaseInfo:
-        """The new release as the state listing will show it once it is live."""
-        meta = {"backend_release": self.backend_release, "deps_hash": self.deps_hash}
-        return ReleaseInfo(self.release_id, True, meta, True)
-
-
-def parse_state(text: str) -> HostState:
-    """The output of :func:`adapto_ops.commands.release.read_state` as a HostState."""
-    head, marker, lock = text.partition("\nLOCK\n")  # LOCK is never the first line
-    current: str | None = None
-    releases = []
-    for line in head.splitlines():
-        fields = line.split("\t", 4)
-        if fields[0] == "CUR" and len(fields) == 2:
-            current = fields[1] or None
-        elif fields[0] == "REL" and len(fields) == 5:
-            try:
-                meta = json.loads(fields[4]) if fields[4] else None
-            except json.JSONDecodeError:
-                meta = None  # a damaged meta: the release is listed, not trusted
-            releases.append(ReleaseInfo(fields[1], fields[2] == "1",
-                                        meta if isinstance(meta, dict) else None,
-                                        fields[3] == "1"))
-    releases.sort(key=lambda r: r.id)
-    return HostState(current, releases, lock if marker and lock else None)
-
-
-def probe_address(target: Target) -> str:
-    """Where nginx can be reached from the host itself."""
-    first = target.env.nginx.listen[0]
-    return "127.0.0.1" if first in {"0.0.0.0", "*", "[::]"} else first.strip("[]")
-
-
-def dist_hash(manifest: Manifest) -> str:
-    """Identity of the frontend alone: equal hashes need no nginx reload on a switch."""
-    dist = {p: e for p, e in manifest.items() if p.startswith("dist/")}
-    return hashlib.sha256(json.dumps(to_json(dist), sort_keys=True).encode()).hexdigest()[:24]
-
-
-def content_hash(manifest: Manifest, deps_hash: str | None, configs: list[str]) -> str:
-    """Identity of everything a release puts live; equal hashes mean nothing would change."""
-    digest = hashlib.sha256(json.dumps(to_json(manifest), sort_keys=True).encode())
-    digest.update(str(deps_hash).encode())
-    for text in configs:
-        digest.update(b"\0" + text.encode())
-    return digest.hexdigest()[:24]
-
-
-class HostDeployer:
+class HostDeployer(RestartMixin):
     """Deploy, activate, check and roll back releases on one host."""
 
     def __init__(self, transport: Transport, target: Target, reporter: Reporter,
@@ -183,9 +80,6 @@ class HostDeployer:
         self.replaced: list[str] = []
         # Instances found not running and started by `start_missing`.
         self.started: list[str] = []
-
-    def step(self, step: str, message: str = "") -> Step:
-        return Step(self.reporter, self.name, step, message)
 
     # --- state and lock ----------------------------------------------------
 
@@ -423,176 +317,6 @@ class HostDeployer:
         """The .env this deploy replaced, back in place (before a rollback restarts anything)."""
         self.t.run(rel.restore_env(self.layout), what="restore the previous .env")
 
-    def rolling_restart(self, backend_release: str, names: list[str] | None = None) -> list[str]:
-        """Replace instances one at a time; returns those replaced. Raises HealthFailed.
-
-        Each instance is deleted and started afresh from the release's own
-        ecosystem file: PM2 keeps the cwd it resolved at first start across
-        restarts and reloads (PM2 #2963, #2510), so a restart would keep
-        running the old release.
-        """
-        backend = self.env.backend
-        ecosystem = f"{self.layout.release(backend_release)}/{ECOSYSTEM}"
-        timeout = self.env.health.instance_start_timeout_s
-        done = self.replaced = []
-        ports = [p for p in backend.ports
-                 if names is None or instance_name(backend.name, p) in names]
-        strays = self._strays() if names is None else {}
-        # Ports a stray still holds go last, so the others serve while it is replaced.
-        held = {port or backend.base_port for port in strays.values()}
-        ports.sort(key=lambda p: p in held)
-        if backend.instances == 1 and not self.dry_run:
-            self.reporter.emit(Event("warn", "restart", "one backend instance: requests fail "
-                                     "while it restarts; set backend.instances to 2 or more",
-                                     self.name))
-        elif strays and all(p in held for p in ports):
-            self.reporter.emit(Event("warn", "restart", f"{', '.join(strays)} hold(s) every "
-                                     "port: a short outage while they are replaced", self.name))
-        for index, port in enumerate(ports):
-            name = instance_name(backend.name, port)
-            url = f"http://{_url_host(backend.bind)}:{port}{backend.health_path}"
-            with self.step("restart", f"{name} ({index + 1}/{len(ports)})") as s:
-                done.append(name)
-                script = f"{pm2_cmd.delete(name)}\n{pm2_cmd.start(ecosystem, name)}"
-                if strays and port in held:
-                    # The runbook's `pm2 start npm --name ...` (or a dropped instance)
-                    # goes only now, when the new instances on free ports are serving.
-                    script = "\n".join(pm2_cmd.delete(n) for n in strays) + "\n" + script
-                    strays = {}
-                if self.dry_run:
-                    self.t.run(script, what=f"restart {name}")
-                    continue
-                # stdin (the probe token) is the probe's alone, not PM2's.
-                probe_cmd = http_probe([(url, "")], timeout, with_token=True)
-                result = self.t.run(f"{{ {script}\n}} < /dev/null\n{probe_cmd}", check=False,
-                                    stdin=self._token_stdin(), what=f"restart {name}",
-                                    timeout=timeout + 60)
-                probe = parse_probe(result.stdout, [(url, "")])[0]
-                if not probe.ok:
-                    why = (probe_reason(probe.status, probe.error) if probe.error
-                           else result.last_error_line())
-                    raise HealthFailed(f"{self.name}: {name} not healthy on {url} after "
-                                       f"{timeout:.0f}s: {why}")
-                s.done_message = f"{name} healthy ({probe.ms:.0f} ms)"
-            if index < len(ports) - 1 and not self.dry_run:
-                # nginx may still count the instance as failed: fail_timeout, measured
-                # on nginx's one-second clock, so up to one second more.
-                time.sleep(UPSTREAM_FAIL_TIMEOUT_S + 1)
-        if strays:  # on ports nginx no longer sends to: remove once the new ones serve
-            self.t.run("\n".join(pm2_cmd.delete(n) for n in strays), what="remove old apps")
-        return done
-
-    def start_missing(self, backend_release: str) -> list[str]:
-        """Start the instances PM2 does not run (a reboot without PM2's boot unit, a kill).
-
-        A deploy that changes nothing in the backend leaves running instances
-        alone, but must not leave dead ones dead: they are started one at a time
-        from ``backend_release``, each healthy before the next. Returns their names.
-        """
-        self.started = []
-        if self.dry_run:
-            return []
-        backend = self.env.backend
-        urls = [(f"http://{_url_host(backend.bind)}:{p}{backend.health_path}", "")
-                for p in backend.ports]
-        quick = self.t.run(http_probe(urls, 0), check=False, mutates=False,
-                           what="are the instances answering", timeout=30)
-        if all(p.ok for p in parse_probe(quick.stdout, urls)):
-            return []  # one try each, ~60 ms: the full facts read costs ten times that
-        facts = gather(self.t, self.target)
-        if facts.pm2_daemon and facts.pm2 is None:
-            # The daemon runs but its list is unreadable: do not start a second copy.
-            self.reporter.emit(Event("warn", "start", f"PM2 list unreadable ({facts.pm2_error})",
-                                     self.name))
-            return []
-        missing = facts.instances_not_online(backend.name, backend.ports)
-        self.started = missing  # set first: a failed start is still worth a history line
-        if missing:
-            self.reporter.emit(Event("warn", "start", f"not running: {', '.join(missing)}; "
-                                     f"starting from release {backend_release}", self.name))
-            self.rolling_restart(backend_release, names=missing)
-        return missing
-
-    def _strays(self) -> dict[str, int | None]:
-        """PM2 apps of this backend outside the new instance set, with the PORT they use.
-
-        The runbook's own `pm2 start npm --name ai-platform-backend -- start` is
-        one (on a server adapto takes over); instances dropped when `instances`
-        shrinks are others. They are removed during the rolling restart.
-        """
-        backend = self.env.backend
-        result = self.t.run(pm2_cmd.jlist(), check=False, mutates=False, what="pm2 jlist")
-        lines = [line for line in result.stdout.splitlines() if line.startswith("[")]
-        try:
-            apps = json.loads(lines[-1]) if lines else []
-        except json.JSONDecodeError:
-            return {}
-        wanted = {instance_name(backend.name, p) for p in backend.ports}
-        strays: dict[str, int | None] = {}
-        for app in apps:
-            name, env = app.get("name"), app.get("pm2_env") or {}
-            if name in wanted or not (name == backend.name or env.get("namespace") == backend.name):
-                continue
-            port = str(env.get("PORT") or (env.get("env") or {}).get("PORT") or "")
-            strays[str(name)] = int(port) if port.isdigit() else None
-        return strays
-
-    def _token_stdin(self) -> bytes:
-        return (self.probe_token or "").encode()
-
-    # --- 4. gate ------------------------------------------------------------------------
-
-    def gate(self) -> list[str]:
-        """Failures of the health checks through nginx and on each instance (empty: healthy)."""
-        if self.dry_run:
-            return []
-        with self.step("health", "through nginx and on every instance") as s:
-            failures = self._health(s, 5)
-        return failures
-
-    def _health(self, s: Step, timeout_s: float) -> list[str]:
-        urls = health_urls(self.target)
-        result = self.t.run(http_probe(urls, timeout_s, with_token=True), check=False,
-                            mutates=False, stdin=self._token_stdin(),
-                            what="health checks", timeout=60)
-        probes: list[ProbeResult] = parse_probe(result.stdout, urls)
-        # A status line and a short reason: never nginx's HTML error page.
-        failures = [f"{p.url}: {probe_reason(p.status, p.error)}" for p in probes if not p.ok]
-        s.done_message = (f"{len(urls) - len(failures)}/{len(urls)} checks passed"
-                          + (": " + "; ".join(failures) if failures else ""))
-        s.data = {"failures": failures, "ms": {p.url: p.ms for p in probes}}
-        s.failed = bool(failures)
-        return failures
-
-    def serve_gate(self, backend_release: str) -> list[str]:
-        """The gate for a host whose instances were not replaced: dead ones started first.
-
-        Checked first, in one try (one node run): when every check passes, the
-        instances are running and this is the gate. Only a failure pays for
-        :meth:`start_missing` (facts, starts) and the full gate with retries.
-        """
-        if self.dry_run:
-            return []
-        started = time.perf_counter()
-        urls = health_urls(self.target)
-        result = self.t.run(curl_once(urls, with_token=True), check=False, mutates=False,
-                            stdin=self._token_stdin(), what="health checks", timeout=30)
-        probes = parse_curl(result.stdout, urls)
-        if probes is None:  # no curl on the host: node, one try
-            quick = Step(_Quiet(), self.name, "health")
-            passed = not self._health(quick, 0)
-            message, data = quick.done_message or "", quick.data
-        else:
-            passed = all(p.ok for p in probes)
-            message = f"{len(urls)}/{len(urls)} checks passed"
-            data = {"failures": [], "ms": {p.url: p.ms for p in probes}}
-        if passed:
-            self.reporter.emit(Event("ok", "health", message, self.name, data,
-                                     time.perf_counter() - started))
-            return []
-        self.start_missing(backend_release)
-        return self.gate()
-
     # --- after --------------------------------------------------------------------------
 
     def finish(self, state: HostState, new: ReleaseInfo, keep: int,
@@ -616,93 +340,3 @@ class HostDeployer:
         if result.ok:
             self.lock_token = None
 
-    def persistence(self, restarted: bool) -> list[str]:
-        """Commands so that a reboot brings back what runs now (`pm2 save`, `pm2 startup`).
-
-        A production host gets PM2's systemd boot unit (once) and a saved list after
-        every deploy; a sandbox only the saved list when instances changed: its boot is
-        `adapto sandbox up`, and `pm2 startup` would install a unit on this machine.
-        """
-        production = self.env.sandbox is None
-        parts = [pm2_cmd.save()] if restarted or production else []
-        if production:
-            parts.append(pm2_cmd.ensure_startup(self.target.host.user))
-        return parts
-
-    def warn_startup_failed(self, stdout: str) -> None:
-        """A warning when the output of :meth:`persistence`'s commands says `pm2 startup` failed."""
-        if pm2_cmd.STARTUP_FAILED in stdout:
-            self.reporter.emit(Event("warn", "pm2 startup", "could not install PM2's boot unit; "
-                                     f"run `pm2 startup systemd -u {self.target.host.user}` on "
-                                     "the host as root, or processes stay down after a reboot",
-                                     self.name))
-
-
-class _Quiet:
-    """A reporter that drops events: a first, one-try check whose failure is not final."""
-
-    def emit(self, event: Event) -> None:
-        del event
-
-    def close(self) -> None:
-        pass
-
-
-def prune_plan(state: HostState, new: ReleaseInfo, keep: int) -> tuple[list[str], list[str]]:
-    """Releases to delete and dependency hashes to keep, after ``new`` went live.
-
-    Kept: the newest ``keep`` complete releases, the live one, and any release
-    whose backend a kept release runs from (a frontend-only deploy reuses it).
-    Incomplete releases (a cut upload) are dropped.
-    """
-    releases = [r for r in state.releases if r.id != new.id] + [new]
-    complete = sorted(r.id for r in releases if r.complete)
-    kept = set(complete[-keep:]) | {new.id}
-    kept |= {r.backend_release for r in releases if r.id in kept}
-    doomed = [r.id for r in releases if r.id not in kept]
-    hashes = sorted({str((r.meta or {}).get("deps_hash")) for r in releases
-                     if r.id in kept and (r.meta or {}).get("deps_hash")})
-    return doomed, hashes
-
-
-def health_urls(target: Target) -> list[tuple[str, str]]:
-    """(url, TLS server name) of the runbook's checks, as seen from the host itself:
-    /api/health and / through nginx over TLS, then /api/health on every instance."""
-    env = target.env
-    origin = f"https://{probe_address(target)}:{env.nginx.https_port}"
-    urls = [(f"{origin}{env.backend.health_path}", env.nginx.canonical_name),
-            (f"{origin}/", env.nginx.canonical_name)]
-    urls += [(f"http://{_url_host(env.backend.bind)}:{p}{env.backend.health_path}", "")
-             for p in env.backend.ports]
-    return urls
-
-
-def lock_holder_is_dead(text: str) -> bool:
-    """True only for a lock taken from this machine by a process that no longer exists."""
-    try:
-        info = json.loads(text)
-        who, pid = str(info["who"]), int(info["pid"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-        return False
-    if who.rpartition("@")[2] != socket.gethostname() or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False  # alive, owned by someone else
-    return False
-
-
-def describe_lock(text: str) -> str:
-    try:
-        info = json.loads(text)
-    except (json.JSONDecodeError, TypeError):
-        return f"locked ({text.strip()[:120] or 'unreadable lock file'})"
-    return (f"locked by {info.get('who', '?')} (pid {info.get('pid', '?')}) since "
-            f"{info.get('since', '?')} for `{info.get('command', 'deploy')}`")
-
-
-def _url_host(address: str) -> str:
-    return f"[{address}]" if ":" in address and not address.startswith("[") else address

@@ -1,40 +1,35 @@
-"""`adapto deploy` and `adapto rollback` across the hosts of an environment.
+"""`adapto deploy` across the hosts of an environment.
 
 Hosts work in parallel, in phases, so a failure before the switch leaves every
 host on its previous release: connect -> lock -> prepare -> nginx -t ->
 (activate -> gate on every host) -> prune + history -> unlock. A failed gate
 on any host rolls every switched host back.
+`adapto rollback` is :mod:`adapto_ops.deploy.rollback`; connections and
+:func:`~adapto_ops.deploy.session.parallel` are :mod:`adapto_ops.deploy.session`.
 """
 
 from __future__ import annotations
 
-import calendar
-import getpass
-import os
-import secrets
-import socket
 import time
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from adapto_ops.commands import release as rel
-from adapto_ops.deploy.host import (
-    HealthFailed,
-    HostDeployer,
-    HostState,
-    Prepared,
-    ReleaseInfo,
+from adapto_ops.deploy.host import HostDeployer
+from adapto_ops.deploy.session import (
+    Session,
+    error_message,
+    new_release_id,
+    parallel,
+    utc_now,
 )
+from adapto_ops.deploy.state import HostState, Prepared, ReleaseInfo
 from adapto_ops.errors import AdaptoError, OperationFailed
 from adapto_ops.events import Event, Reporter, Step
 from adapto_ops.inventory.secrets import mask
-from adapto_ops.remote import RecordingTransport, SSHTransport, Transport
-from adapto_ops.render.configs import Target, probe_token_value, render_env
+from adapto_ops.remote import RecordingTransport
+from adapto_ops.render.configs import render_env
 from adapto_ops.selection import Selection
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -70,164 +65,6 @@ class DeployReport:
     @property
     def ok(self) -> bool:
         return all(o.result in {"ok", "dry-run", "unchanged"} for o in self.outcomes)
-
-
-def open_transport(selection: Selection, target: Target) -> Transport:
-    from adapto_ops.sandbox import client_key_path, known_hosts_path
-
-    if target.host.connection == "local":
-        from adapto_ops.local import LocalTransport
-
-        return LocalTransport(target.host)
-    if selection.env.sandbox is not None:
-        from adapto_ops.sandbox.status import require_up
-
-        require_up(selection.loaded, selection.env_name, [target.host])
-    return SSHTransport(
-        target.host,
-        key_file=client_key_path(selection.loaded, target.host),
-        known_hosts=known_hosts_path(selection.env, target.host),
-    )
-
-
-def parallel(items: list[Any], fn: Callable[[Any], T]) -> list[T | BaseException]:
-    """``fn`` on every item at once; results (or the exception raised) in order."""
-
-    def guarded(item: Any) -> T | BaseException:
-        try:
-            return fn(item)
-        except BaseException as exc:  # reported per host, never swallowed silently
-            return exc
-
-    if len(items) == 1:
-        return [guarded(items[0])]
-    with ThreadPoolExecutor(max_workers=len(items)) as pool:
-        return list(pool.map(guarded, items))
-
-
-def _message(exc: BaseException) -> str:
-    return getattr(exc, "message", None) or str(exc) or type(exc).__name__
-
-
-def new_release_id(states: list[HostState]) -> str:
-    """UTC time to the second; bumped past any existing id so ids stay sortable and unique."""
-    taken = {r.id for s in states for r in s.releases}
-    now = time.time()
-    ours = [t for t in taken if len(t) == 14 and t.isdigit()]
-    if ours:
-        # A host whose clock ran ahead once: continue after its newest id, don't loop to it.
-        now = max(now, calendar.timegm(time.strptime(max(ours), "%Y%m%d%H%M%S")) + 1)
-    while (candidate := time.strftime("%Y%m%d%H%M%S", time.gmtime(now))) in taken:
-        now += 1
-    return candidate
-
-
-def lock_info(command: str) -> dict[str, Any]:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return {"who": f"{user}@{socket.gethostname()}", "pid": os.getpid(),
-            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "command": command, "token": secrets.token_hex(8)}
-
-
-def open_ready(selection: Selection, target: Target) -> Transport:
-    """A transport whose remote shell is up: the login shell (~/.bashrc) has been paid for."""
-    transport = open_transport(selection, target)
-    try:
-        transport.run(":", mutates=False, what="start the remote shell")
-    except BaseException:
-        transport.close()
-        raise
-    return transport
-
-
-class Session:
-    """Connections and deployers for the selected hosts, closed and unlocked on exit."""
-
-    def __init__(self, selection: Selection, reporter: Reporter, *, dry_run: bool) -> None:
-        self.selection, self.reporter, self.dry_run = selection, reporter, dry_run
-        self.deployers: list[HostDeployer] = []
-        self._early: Future[list[Transport | BaseException]] | None = None
-
-    def connect_early(self) -> None:
-        """Connect in the background while the caller builds and hashes locally.
-
-        The SSH handshake and the remote login shell (which reads ~/.bashrc:
-        0.5 s with pyenv set up there) then overlap with local work. Connecting
-        changes nothing on a host; :meth:`abandon` closes it if no session follows.
-        """
-        targets = self.selection.targets
-        pool = ThreadPoolExecutor(max_workers=1)
-        self._early = pool.submit(parallel, targets, lambda t: open_ready(self.selection, t))
-        pool.shutdown(wait=False)
-
-    def abandon(self) -> None:
-        """Close what :meth:`connect_early` opened (the deploy stopped before connecting)."""
-        if self._early is not None:
-            for result in self._early.result():
-                if not isinstance(result, BaseException):
-                    result.close()
-            self._early = None
-
-    def __enter__(self) -> Session:
-        targets = self.selection.targets
-        # Checked before connecting: a token nginx cannot quote is bad input.
-        secret_values = self.selection.secrets()
-        try:
-            tokens = [probe_token_value(t, secret_values) for t in targets]
-        except BaseException:
-            self.abandon()
-            raise
-        with Step(self.reporter, None, "connect", f"{len(targets)} host(s) over SSH"):
-            if self._early is not None:
-                results, self._early = self._early.result(), None
-            else:
-                results = parallel(targets, lambda t: open_transport(self.selection, t))
-            errors = [r for r in results if isinstance(r, BaseException)]
-            transports = [r for r in results if not isinstance(r, BaseException)]
-            if errors:
-                for transport in transports:
-                    transport.close()
-                raise errors[0]
-        for target, transport, token in zip(targets, transports, tokens, strict=True):
-            wrapped: Transport = RecordingTransport(transport) if self.dry_run else transport
-            self.deployers.append(HostDeployer(wrapped, target, self.reporter,
-                                               dry_run=self.dry_run, probe_token=token))
-        return self
-
-    def lock(self, command: str, break_lock: bool) -> list[HostState]:
-        """Lock every host and read its state (a dry run only reads)."""
-        if self.dry_run:
-            return _all(parallel(self.deployers, lambda d: d.read_state()))
-        info = lock_info(command)
-        return _all(parallel(self.deployers,
-                             lambda d: d.lock_and_read_state({**info}, break_lock=break_lock)))
-
-    def __exit__(self, *exc: Any) -> None:
-        for deployer in self.deployers:
-            try:
-                deployer.release_lock()
-            except Exception:
-                _release_lock_fresh(self.selection, deployer)
-            deployer.t.close()
-
-
-def _release_lock_fresh(selection: Selection, deployer: HostDeployer) -> None:
-    """After a cut connection, reconnect once so the lock does not outlive the deploy."""
-    if not deployer.lock_token:
-        return
-    try:
-        transport = open_transport(selection, deployer.target)
-    except AdaptoError:
-        return
-    try:
-        fresh = HostDeployer(transport, deployer.target, deployer.reporter)
-        fresh.lock_token = deployer.lock_token
-        fresh.release_lock()
-    finally:
-        transport.close()
 
 
 def deploy(selection: Selection, options: DeployOptions, reporter: Reporter) -> DeployReport:
@@ -308,7 +145,7 @@ def deploy(selection: Selection, options: DeployOptions, reporter: Reporter) -> 
 
             _abort_on_error(migrate_step(deployers, release_id, {
                 "release": release_id, "revision": artifacts.revision,
-                "user": artifacts.deployer, "time": _now(), "action": f"deploy {options.what}",
+                "user": artifacts.deployer, "time": utc_now(), "action": f"deploy {options.what}",
                 "previous": states[0].current}, dry_run=options.dry_run),
                 report, deployers, release_id)
         if env.firewall.apply_on_deploy and env.firewall.manage:
@@ -347,11 +184,11 @@ def deploy(selection: Selection, options: DeployOptions, reporter: Reporter) -> 
             batch = indexes[start : start + size]
             for i, r in zip(batch, parallel(batch, activate), strict=True):
                 if isinstance(r, BaseException):
-                    failures[i] = _message(r)
+                    failures[i] = error_message(r)
             if not failures:
                 for i, g in zip(batch, parallel(batch, gate), strict=True):
                     if isinstance(g, BaseException) or g:
-                        failures[i] = _message(g) if isinstance(g, BaseException) \
+                        failures[i] = error_message(g) if isinstance(g, BaseException) \
                             else "; ".join(g)
             if failures:
                 break
@@ -368,7 +205,7 @@ def deploy(selection: Selection, options: DeployOptions, reporter: Reporter) -> 
             o = report.outcomes[i]
             deployers[i].finish(states[i], prepared[i].as_release(), env.paths.keep_releases, {
                 "release": release_id, "revision": artifacts.revision,
-                "user": artifacts.deployer, "time": _now(),
+                "user": artifacts.deployer, "time": utc_now(),
                 "action": f"deploy {options.what}", "result": o.result,
                 "duration_s": round(report.duration_s, 2), "previous": o.previous,
                 "bytes_sent": o.bytes_sent, "error": o.error,
@@ -394,7 +231,7 @@ def _serve_unchanged(deployers: list[HostDeployer], states: list[HostState],
 
     for i, result in enumerate(parallel(list(range(len(deployers))), serve)):
         o, d = report.outcomes[i], deployers[i]
-        failures = [_message(result)] if isinstance(result, BaseException) else result
+        failures = [error_message(result)] if isinstance(result, BaseException) else result
         if failures:
             o.result, o.error = "failed", "; ".join(failures)
         persist = d.persistence(restarted=bool(d.started))
@@ -402,7 +239,7 @@ def _serve_unchanged(deployers: list[HostDeployer], states: list[HostState],
             # Worth a history line: the host was not serving and adapto changed that.
             d.finish(states[i], states[i].release(o.release) or ReleaseInfo(str(o.release),
                                                                              True, None), 0, {
-                "release": o.release, "user": user, "time": _now(),
+                "release": o.release, "user": user, "time": utc_now(),
                 "action": f"deploy {options.what} (unchanged)",
                 "result": "ok" if o.result == "unchanged" else o.result,
                 "started": d.started, "error": o.error,
@@ -411,17 +248,6 @@ def _serve_unchanged(deployers: list[HostDeployer], states: list[HostState],
         elif persist and not isinstance(result, BaseException):
             d.warn_startup_failed(d.t.run(" ; ".join(persist), check=False,
                                     what="pm2 save and startup").stdout)
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _all(results: list[T | BaseException]) -> list[T]:
-    for r in results:
-        if isinstance(r, BaseException):
-            raise r
-    return results  # type: ignore[return-value]
 
 
 def _abort_on_error(results: list[Any], report: DeployReport, deployers: list[HostDeployer],
@@ -433,7 +259,7 @@ def _abort_on_error(results: list[Any], report: DeployReport, deployers: list[Ho
     for outcome in report.outcomes:
         outcome.result = "aborted"
     for i, exc in errors:
-        report.outcomes[i].error = _message(exc)
+        report.outcomes[i].error = error_message(exc)
         report.outcomes[i].result = "failed"
     for d in deployers:
         try:
@@ -443,7 +269,7 @@ def _abort_on_error(results: list[Any], report: DeployReport, deployers: list[Ho
     first = errors[0][1]
     if isinstance(first, AdaptoError):
         raise first
-    raise OperationFailed(f"{deployers[errors[0][0]].name}: {_message(first)}") from first
+    raise OperationFailed(f"{deployers[errors[0][0]].name}: {error_message(first)}") from first
 
 
 def _rollback_after_failure(deployers: list[HostDeployer], prepared: list[Prepared],
@@ -473,7 +299,7 @@ def _rollback_after_failure(deployers: list[HostDeployer], prepared: list[Prepar
             if isinstance(result, BaseException):
                 o = report.outcomes[index]
                 o.result = "failed"
-                o.error = f"{o.error}; rollback failed too: {_message(result)}"
+                o.error = f"{o.error}; rollback failed too: {error_message(result)}"
 
 
 def _dry_run_report(report: DeployReport, deployers: list[HostDeployer],
@@ -522,70 +348,3 @@ def _env_diff(d: HostDeployer, prep: Prepared) -> str:
     if not lines:
         return ""
     return f"--- {d.name}:{path} (values masked)\n" + "\n".join(lines) + "\n"
-
-
-def rollback(selection: Selection, to: str | None, reporter: Reporter,
-             *, break_lock: bool = False) -> DeployReport:
-    """Back to the previous live release (or ``to``), with the same zero-downtime restart."""
-    started = time.perf_counter()
-    report = DeployReport(release=to)
-    with Session(selection, reporter, dry_run=False) as session:
-        deployers = session.deployers
-        report.outcomes = [HostOutcome(d.name) for d in deployers]
-        # Check the target exists everywhere before taking locks or writing history.
-        for d, state in zip(deployers, _all(parallel(deployers, lambda d: d.read_state())),
-                            strict=True):
-            _rollback_target(d.name, state, to)
-        states = session.lock("rollback", break_lock)
-
-        def back(index: int) -> None:
-            d, state, o = deployers[index], states[index], report.outcomes[index]
-            o.previous = state.current
-            target = _rollback_target(d.name, state, to)
-            o.release = target.id
-            current = state.release(state.current)
-            nginx_changed = d.install_nginx(target.id)
-            d.switch(target.id, reload=nginx_changed)
-            if current is None or current.backend_release != target.backend_release:
-                d.rolling_restart(target.backend_release)
-                restarted[index] = True
-            failures = d.gate()
-            if failures:
-                raise HealthFailed(f"{d.name}: after rollback: " + "; ".join(failures))
-            o.result = "ok"
-
-        restarted = [False] * len(deployers)
-        results = parallel(list(range(len(deployers))), back)
-        report.release = report.release or report.outcomes[0].release
-        for index, result in enumerate(results):
-            if isinstance(result, BaseException):
-                report.outcomes[index].result = "failed"
-                report.outcomes[index].error = _message(result)
-        report.duration_s = time.perf_counter() - started
-        for d, o, state in zip(deployers, report.outcomes, states, strict=True):
-            target = state.release(o.release)
-            ok = o.result == "ok" and target is not None
-            d.finish(state, target if ok else ReleaseInfo(str(o.release), False, None),
-                     selection.env.paths.keep_releases, {
-                         "release": o.release, "user": lock_info("")["who"], "time": _now(),
-                         "action": "rollback", "result": o.result, "previous": o.previous,
-                         "duration_s": round(report.duration_s, 2), "error": o.error,
-                     }, live=ok, restarted=restarted[deployers.index(d)])
-    return report
-
-
-def _rollback_target(host: str, state: HostState, to: str | None) -> ReleaseInfo:
-    """The release to return to, or a one-line error naming the ones there are."""
-    target = state.release(to) if to else _previous_live(state)
-    if target is not None and target.complete:
-        return target
-    known = ", ".join(r.id for r in state.releases if r.complete) or "none"
-    if to:
-        raise AdaptoError(f"{host}: no release {to!r} to roll back to (releases: {known})")
-    raise AdaptoError(f"{host}: no earlier live release to roll back to (releases: {known})")
-
-
-def _previous_live(state: HostState) -> Any:
-    live = [r for r in state.releases if r.complete and r.live and r.id != state.current
-            and (state.current is None or r.id < state.current)]
-    return live[-1] if live else None

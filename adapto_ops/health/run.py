@@ -32,7 +32,7 @@ def _next_commands(selection: Selection, target: Target) -> NextCommands:
 def _on_host(selection: Selection, target: Target, token: str | None) -> list[CheckResult]:
     """SSH in, read facts and probe every instance in one round trip."""
     from adapto_ops.commands import dbscript
-    from adapto_ops.deploy.run import open_transport
+    from adapto_ops.deploy.session import open_transport
     from adapto_ops.facts import gather
 
     next_commands = _next_commands(selection, target)

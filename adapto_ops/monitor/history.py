@@ -23,7 +23,7 @@ class DeployHistory:
 
     def __call__(self, host: str) -> dict[str, Any] | None:
         from adapto_ops.commands.release import read_history
-        from adapto_ops.deploy.run import open_transport
+        from adapto_ops.deploy.session import open_transport
         from adapto_ops.errors import AdaptoError
 
         target = next(t for t in self.selection.targets if t.host.name == host)

@@ -54,7 +54,7 @@ class AuditInputs:
 
 
 def _read_host(selection: Selection, target: Target) -> HostRead:
-    from adapto_ops.deploy.run import open_transport
+    from adapto_ops.deploy.session import open_transport
     from adapto_ops.facts import gather
 
     try:

@@ -37,7 +37,7 @@ def _run_on_live(selection: Selection, reporter: Any, *, status: bool,
                  break_lock: bool = False) -> tuple[str, str, Any]:
     """(host, live release, Result) of the migrate command on the live release."""
     from adapto_ops.commands import db as db_cmd
-    from adapto_ops.deploy.run import Session
+    from adapto_ops.deploy.session import Session
 
     command = selection.env.backend.migrate
     assert command is not None

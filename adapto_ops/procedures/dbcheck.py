@@ -42,7 +42,7 @@ def check_url(url: str) -> DbCheck:
 def check_environment(selection: Selection) -> tuple[str, DbCheck]:
     """(host, answer): the lints run on the first backend host with the backend's DATABASE_URL."""
     from adapto_ops.commands import dbcheck
-    from adapto_ops.deploy.run import open_transport
+    from adapto_ops.deploy.session import open_transport
     from adapto_ops.recover.report import mask_secrets
 
     hosts = [t for t in selection.targets if "backend" in t.host.roles]

@@ -101,7 +101,7 @@ def _print_dry_run(report: Any, reporter: Reporter) -> None:
 
 def run_rollback(*, inventory: str | None, env_name: str, hosts: list[str] | None,
                  to: str | None, yes: bool, break_lock: bool, as_json: bool) -> int:
-    from adapto_ops.deploy.run import rollback
+    from adapto_ops.deploy.rollback import rollback
 
     selection = select(inventory, env_name, hosts)
     confirm(selection, f"roll back{' to ' + to if to else ''}", yes)
@@ -133,7 +133,7 @@ def run_releases(*, inventory: str | None, env_name: str, hosts: list[str] | Non
     """Table of releases per host: id, age, revision, current, last result."""
     from adapto_ops.commands import release as rel
     from adapto_ops.deploy.host import HostDeployer
-    from adapto_ops.deploy.run import Session, parallel
+    from adapto_ops.deploy.session import Session, parallel
     from adapto_ops.events import ListReporter
 
     selection = select(inventory, env_name, hosts)

@@ -99,7 +99,7 @@ def apply_plan(transport: Transport, target: Target, reporter: Reporter, *,
 
 def _collect(selection: Selection, fn: Any) -> list[HostFirewall]:
     """``fn(transport, target)`` on every host at once; an unreachable host is an outcome."""
-    from adapto_ops.deploy.run import open_transport, parallel
+    from adapto_ops.deploy.session import open_transport, parallel
 
     def one(target: Target) -> HostFirewall:
         transport = open_transport(selection, target)
@@ -156,7 +156,7 @@ def run_firewall(*, action: str, inventory: str | None, env_name: str,
 
 def _apply(selection: Selection, *, dry_run: bool, yes: bool, as_json: bool) -> int:
     """Plan every host first; any refusal stops all of them before one command runs."""
-    from adapto_ops.deploy.run import open_transport, parallel
+    from adapto_ops.deploy.session import open_transport, parallel
     from adapto_ops.procedures.deploy import confirm, make_reporter
     from adapto_ops.remote import RecordingTransport
 

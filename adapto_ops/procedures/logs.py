@@ -180,7 +180,7 @@ def _validate(selection: Selection, options: LogOptions) -> None:
 def run_logs(*, inventory: str | None, env_name: str, hosts: list[str] | None,
              options: LogOptions) -> int:
     """Print (or follow) the logs; 0 ok, 1 a host unreachable or no log file at all."""
-    from adapto_ops.deploy.run import open_transport, parallel
+    from adapto_ops.deploy.session import open_transport, parallel
 
     # Bad options fail (exit 2) before any host is contacted.
     grep = compile_grep(options.grep) if options.grep is not None else None

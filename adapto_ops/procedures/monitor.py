@@ -181,7 +181,7 @@ def installed_secret_names(selection: Selection, channel: str | None) -> list[st
 def run_monitor_install(*, inventory: str | None, env_name: str, hosts: list[str] | None,
                         alert: str | None, auto_recover: bool, dry_run: bool,
                         as_json: bool) -> int:
-    from adapto_ops.deploy.run import Session, parallel
+    from adapto_ops.deploy.session import Session, parallel
     from adapto_ops.monitor.alerts import scrubber
     from adapto_ops.monitor.install import install_on, plan
     from adapto_ops.procedures.deploy import make_reporter
@@ -229,7 +229,7 @@ def run_monitor_install(*, inventory: str | None, env_name: str, hosts: list[str
 
 def run_monitor_uninstall(*, inventory: str | None, env_name: str, hosts: list[str] | None,
                           as_json: bool) -> int:
-    from adapto_ops.deploy.run import Session, parallel
+    from adapto_ops.deploy.session import Session, parallel
     from adapto_ops.monitor.install import plan, uninstall_on
     from adapto_ops.procedures.deploy import make_reporter
 

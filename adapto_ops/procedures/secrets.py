@@ -33,7 +33,7 @@ MAX_VALUE_BYTES = 64 * 1024
 
 def _host_problems(selection: Selection) -> tuple[dict[str, Any], list[SecretProblem]]:
     """Per backend host: what its .env sets (names) or why it could not be read."""
-    from adapto_ops.deploy.run import open_transport, parallel
+    from adapto_ops.deploy.session import open_transport, parallel
     from adapto_ops.facts import read_env_file
 
     targets = [t for t in selection.targets if "backend" in t.host.roles]

@@ -27,7 +27,7 @@ def _web_targets(selection: Selection) -> list[Any]:
 
 
 def _transport(selection: Selection, target: Any, dry_run: bool) -> Any:
-    from adapto_ops.deploy.run import open_transport
+    from adapto_ops.deploy.session import open_transport
     from adapto_ops.remote import RecordingTransport
 
     inner = open_transport(selection, target)

@@ -38,7 +38,7 @@ class HostStatus:
 
 def collect(selection: Selection) -> list[HostStatus]:
     """Connect to every selected host at once and read its facts (one round trip each)."""
-    from adapto_ops.deploy.run import open_transport, parallel
+    from adapto_ops.deploy.session import open_transport, parallel
     from adapto_ops.facts import gather
 
     def read(target: Any) -> HostFacts:

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 from adapto_ops.commands import pm2 as pm2_cmd
 from adapto_ops.commands.probe import http_probe, parse_probe
-from adapto_ops.deploy.host import ECOSYSTEM, HealthFailed, HostDeployer, health_urls
+from adapto_ops.deploy.host import HostDeployer
+from adapto_ops.deploy.restart import health_urls
+from adapto_ops.deploy.state import ECOSYSTEM, HealthFailed
 from adapto_ops.events import Event
 from adapto_ops.facts import HostFacts, PortHolder, gather
 from adapto_ops.recover.report import HostRecovery, mask_secrets

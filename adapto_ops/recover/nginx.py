@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 from adapto_ops.commands import nginx as nginx_cmd
 from adapto_ops.commands.probe import http_probe, parse_probe
-from adapto_ops.deploy.host import NGINX_COPY, HostDeployer, health_urls
+from adapto_ops.deploy.host import HostDeployer
+from adapto_ops.deploy.restart import health_urls
+from adapto_ops.deploy.state import NGINX_COPY
 from adapto_ops.events import Event
 from adapto_ops.facts import HostFacts, gather
 from adapto_ops.recover.report import HostRecovery

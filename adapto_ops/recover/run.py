@@ -38,7 +38,7 @@ def recover(selection: Selection, what: str, reporter: Reporter, *,
     dry run only reads the lock).
     """
     from adapto_ops.deploy.migrate import migration_host
-    from adapto_ops.deploy.run import Session, parallel
+    from adapto_ops.deploy.session import Session, parallel
     from adapto_ops.recover.backend import recover_backend
     from adapto_ops.recover.database import recover_database
     from adapto_ops.recover.nginx import recover_nginx
