@@ -6,12 +6,14 @@ only the way they run `adapto` and decide whether they can run is common.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,3 +79,8 @@ def adapto(*args: str, timeout: float = 240) -> Cli:
 
 def said(result: Cli) -> str:
     return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+
+
+def events(result: Cli) -> list[dict[str, Any]]:
+    """The --json events of a command, one object per line."""
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
