@@ -84,3 +84,17 @@ def said(result: Cli) -> str:
 def events(result: Cli) -> list[dict[str, Any]]:
     """The --json events of a command, one object per line."""
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+
+def pg_cluster_marks() -> list[pytest.MarkDecorator]:
+    """Marks for a module that runs its own PostgreSQL cluster: e2e, and a skip saying so
+    where the server binaries are missing."""
+    from adapto_ops.sandbox.pg_cluster import server_bin_dir
+
+    try:
+        server_bin_dir()
+        have_server = True
+    except Exception:  # the binaries are missing: say so as a skip
+        have_server = False
+    return [pytest.mark.e2e,
+            pytest.mark.skipif(not have_server, reason="no PostgreSQL server binaries")]
