@@ -31,22 +31,7 @@ if CONFIG.get("env_file"):
     url = values.get("DATABASE_URL", "")
 else:
     url = os.environ.get(CONFIG["url_env"], "")
-if not url:
-    out["configured"] = False
-    finish()
-out["configured"] = True
-try:
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
-except ImportError as exc:
-    out["error"] = f"psycopg is not installed in {sys.executable}: {exc}"
-    finish()
-try:
-    params = conninfo_to_dict(url)
-except Exception as exc:
-    out["error"] = "the database URL cannot be parsed: " + type(exc).__name__
-    finish()
-SECRET.extend([params.get("password") or "", url])
+psycopg, params = connection_params(url, "the database URL")
 out["dsn"] = " ".join(f"{k}={'****' if k == 'password' else v}" for k, v in params.items())
 started = time.perf_counter()
 try:

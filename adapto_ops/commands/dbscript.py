@@ -25,7 +25,8 @@ from adapto_ops.layout import ReleaseLayout
 
 # Shared by every script adapto feeds to a python on the host (this one and
 # commands/dbcheck's): clean() strips the secrets collected in SECRET, finish() prints
-# the one JSON line `out`, read_env() is the one parser of the .env on the host.
+# the one JSON line `out`, read_env() is the one parser of the .env on the host, and
+# connection_params() the one way from a URL to psycopg and its parts.
 SCRIPT_HELPERS = r'''
 def clean(text):
     text = " ".join(str(text).split())
@@ -59,6 +60,26 @@ def read_env(path):
         values[key.strip()] = value
     return values, None
 
+def connection_params(url, what):
+    """(psycopg, the URL's parts), or finish(): no URL, no psycopg, a URL it cannot parse."""
+    if not url:
+        out["configured"] = False
+        finish()
+    out["configured"] = True
+    try:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError as exc:
+        out["error"] = f"psycopg is not installed in {sys.executable}: {exc}"
+        finish()
+    try:
+        params = conninfo_to_dict(url)
+    except Exception as exc:
+        out["error"] = what + " cannot be parsed: " + type(exc).__name__
+        finish()
+    SECRET.extend([params.get("password") or "", url])
+    return psycopg, params
+
 '''
 
 DB_SCRIPT = r'''
@@ -76,22 +97,7 @@ if values is None:
     out["env_error"] = f"{CONFIG['env_file']}: {why}"
     finish()
 url = values.get("DATABASE_URL", "")
-if not url:
-    out["configured"] = False
-    finish()
-out["configured"] = True
-try:
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
-except ImportError as exc:
-    out["error"] = f"psycopg is not installed in {sys.executable}: {exc}"
-    finish()
-try:
-    params = conninfo_to_dict(url)
-except Exception as exc:
-    out["error"] = "DATABASE_URL cannot be parsed: " + type(exc).__name__
-    finish()
-SECRET.extend([params.get("password") or "", url])
+psycopg, params = connection_params(url, "DATABASE_URL")
 host = (params.get("host") or values.get("PGHOST") or "localhost").split(",")[0]
 port = int(str(params.get("port") or 5432).split(",")[0])
 out["target"] = {"host": host, "port": port, "user": params.get("user") or "",
