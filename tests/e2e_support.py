@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +99,21 @@ def pg_cluster_marks() -> list[pytest.MarkDecorator]:
         have_server = False
     return [pytest.mark.e2e,
             pytest.mark.skipif(not have_server, reason="no PostgreSQL server binaries")]
+
+
+@dataclass
+class SandboxBox:
+    """A module's sandbox folder and the inventory data written there; a module's Box
+    adds what its tests keep."""
+
+    base: Path
+    data: dict[str, Any]
+
+    @property
+    def inventory(self) -> Path:
+        return self.base / "inventory.yaml"
+
+    @property
+    def backend(self) -> Path:
+        """The local backend sources deploys ship."""
+        return self.base / "backend"

@@ -33,7 +33,16 @@ import pytest
 import yaml
 
 from adapto_ops.deploy.manifest import dependency_hash
-from tests.e2e_support import REPO, Cli, adapto, events, run_to_files, said, sandbox_marks
+from tests.e2e_support import (
+    REPO,
+    Cli,
+    SandboxBox,
+    adapto,
+    events,
+    run_to_files,
+    said,
+    sandbox_marks,
+)
 from tests.node_support import node_inventory_data
 
 FIXTURE = REPO / "tests" / "fixtures" / "node-backend"
@@ -75,22 +84,12 @@ INDEX_HTML = (
 
 
 @dataclass
-class Box:
+class Box(SandboxBox):
     """Our sandbox, its inventory, the local sources, and what the tests saw so far."""
 
-    base: Path
-    data: dict[str, Any]
     releases: list[str] = field(default_factory=list)  # deployed by the tests, in order
     stamps: dict[str, str] = field(default_factory=dict)  # release -> build stamp
     build_texts: dict[str, str] = field(default_factory=dict)  # release -> build.json text
-
-    @property
-    def inventory(self) -> Path:
-        return self.base / "inventory.yaml"
-
-    @property
-    def backend(self) -> Path:
-        return self.base / "backend"
 
     @property
     def backend_name(self) -> str:

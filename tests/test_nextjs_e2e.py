@@ -36,7 +36,16 @@ import pytest
 import yaml
 
 from adapto_ops.deploy.manifest import dependency_hash
-from tests.e2e_support import REPO, Cli, adapto, events, run_to_files, said, sandbox_marks
+from tests.e2e_support import (
+    REPO,
+    Cli,
+    SandboxBox,
+    adapto,
+    events,
+    run_to_files,
+    said,
+    sandbox_marks,
+)
 from tests.nextjs_load import Figures, MixedLoad
 from tests.node_support import node_inventory_data
 
@@ -68,19 +77,9 @@ def registry_reachable() -> str | None:
 
 
 @dataclass
-class Box:
-    base: Path
-    data: dict[str, Any]
+class Box(SandboxBox):
     releases: list[str] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def inventory(self) -> Path:
-        return self.base / "inventory.yaml"
-
-    @property
-    def backend(self) -> Path:
-        return self.base / "backend"
 
     @property
     def root(self) -> Path:
