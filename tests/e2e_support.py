@@ -12,6 +12,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,3 +119,20 @@ class SandboxBox:
     def backend(self) -> Path:
         """The local backend sources deploys ship."""
         return self.base / "backend"
+
+
+@contextmanager
+def sandbox_up(box: SandboxBox, env: str, *, timeout: float = 60) -> Iterator[SandboxBox]:
+    """Write the box's inventory, `sandbox up` ENV; on the way out `sandbox down --purge`
+    (asserted, so a sandbox left behind fails the module)."""
+    import yaml
+
+    box.inventory.write_text(yaml.safe_dump(box.data, sort_keys=False), encoding="utf-8")
+    try:
+        up = adapto("sandbox", "up", "-e", env, "-i", str(box.inventory), timeout=timeout)
+        assert up.returncode == 0, said(up)
+        yield box
+    finally:
+        down = adapto("sandbox", "down", "--purge", "-e", env, "-i", str(box.inventory),
+                      timeout=timeout)
+        assert down.returncode == 0, said(down)

@@ -30,7 +30,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from adapto_ops.deploy.manifest import dependency_hash
 from tests.e2e_support import (
@@ -42,6 +41,7 @@ from tests.e2e_support import (
     run_to_files,
     said,
     sandbox_marks,
+    sandbox_up,
 )
 from tests.node_support import node_inventory_data
 
@@ -140,16 +140,9 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
         https_port=HTTPS_PORT, ports=PORTS, server_name=SERVER_NAME, install=INSTALL,
         description="tests/test_deploy_node_e2e.py: a throw-away sandbox, Node backend",
         start_timeout_s=START_TIMEOUT_S))
-    sandbox.inventory.write_text(yaml.safe_dump(sandbox.data, sort_keys=False), encoding="utf-8")
-    try:
-        up = adapto("sandbox", "up", "-e", ENV, "-i", str(sandbox.inventory), timeout=60)
-        assert up.returncode == 0, said(up)
+    with sandbox_up(sandbox, ENV):
         yield sandbox
-    finally:
-        down = adapto("sandbox", "down", "--purge", "-e", ENV, "-i", str(sandbox.inventory),
-                      timeout=60)
-        assert down.returncode == 0, said(down)
-        assert not sandbox.sdir.exists(), f"--purge left {sandbox.sdir}"
+    assert not sandbox.sdir.exists(), f"--purge left {sandbox.sdir}"
 
 
 # --- looking at the host ------------------------------------------------------------

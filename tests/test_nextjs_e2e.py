@@ -33,7 +33,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from adapto_ops.deploy.manifest import dependency_hash
 from tests.e2e_support import (
@@ -45,6 +44,7 @@ from tests.e2e_support import (
     run_to_files,
     said,
     sandbox_marks,
+    sandbox_up,
 )
 from tests.nextjs_load import Figures, MixedLoad
 from tests.node_support import node_inventory_data
@@ -120,15 +120,8 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
         # The load below is one client address: the per-address API
         # limit (20 r/s) would answer it 429s, which are not restarts.
         nginx_extra={"rate_limits": {"api": {"rate": "2000r/s", "burst": 4000}}}))
-    sandbox.inventory.write_text(yaml.safe_dump(sandbox.data, sort_keys=False), encoding="utf-8")
-    try:
-        up = adapto("sandbox", "up", "-e", ENV, "-i", str(sandbox.inventory), timeout=60)
-        assert up.returncode == 0, said(up)
+    with sandbox_up(sandbox, ENV):
         yield sandbox
-    finally:
-        down = adapto("sandbox", "down", "--purge", "-e", ENV, "-i", str(sandbox.inventory),
-                      timeout=60)
-        assert down.returncode == 0, said(down)
 
 
 # --- looking -------------------------------------------------------------------------------
