@@ -1,7 +1,7 @@
-"""What the end-to-end test modules share: the tool check and running the CLI.
+"""What the end-to-end test modules share: the tool check, running the CLI, reading its
+--json events, and the plain sandbox box (folder, inventory, up and down).
 
-Each module brings up a sandbox of its own on its own loopback addresses;
-only the way they run `adapto` and decide whether they can run is common.
+Each module brings up a sandbox of its own on its own loopback addresses.
 """
 
 from __future__ import annotations

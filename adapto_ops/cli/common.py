@@ -113,8 +113,6 @@ BreakLockOpt = Annotated[
 ]
 
 
-
-
 def dry_run_option(help_text: str = "print the commands, change nothing") -> Any:
     """--dry-run; each group may say what its dry run still reads or prints."""
     return typer.Option("--dry-run", help=help_text)
