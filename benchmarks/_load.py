@@ -27,11 +27,14 @@ import resource
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     import httpx
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -123,6 +126,22 @@ class LoadRunner:
     @property
     def elapsed_s(self) -> float:
         return time.perf_counter() - self._started if self._started else 0.0
+
+    def around(self, action: Callable[[], T], lead_s: float) -> tuple[T, float]:
+        """Run ``action()`` under this started load: ``lead_s`` of load before it, then on
+        until ``lead_s`` after its end and after the last failure (so an outage that
+        outlasts the command is seen whole), within the caps. Returns (outcome, seconds)."""
+        time.sleep(lead_s)
+        started = time.perf_counter()
+        outcome = action()
+        took = time.perf_counter() - started
+        ended = self.elapsed_s
+        while self.elapsed_s < self.max_seconds and not self.result.capped:
+            now = self.elapsed_s
+            if now - ended >= lead_s and now - self.result.last_failure_s >= lead_s:
+                break
+            time.sleep(0.02)
+        return outcome, took
 
     # --- the load thread ------------------------------------------------------------
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import time
+from collections.abc import Callable
 
 
 def table(title: str, headers: list[str], rows: list[list[str]]) -> None:
@@ -31,3 +34,13 @@ def note(text: str) -> None:
 
 def progress(text: str) -> None:
     print(f"... {text}", file=sys.stderr, flush=True)
+
+
+def timed_cli(cli: Callable[..., subprocess.CompletedProcess[str]], *args: str) -> float:
+    """Seconds ``cli(*args)`` (an `adapto ARGS` runner) took; a failure ends the benchmark."""
+    started = time.perf_counter()
+    result = cli(*args)
+    took = time.perf_counter() - started
+    if result.returncode != 0:
+        raise SystemExit(f"adapto {' '.join(args)} failed:\n{result.stderr.strip()}")
+    return took

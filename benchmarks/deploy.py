@@ -299,16 +299,7 @@ def under_load(label: str, url: str, server_name: str, action: Any, *, rate: flo
         if action is None:
             time.sleep(idle_s)
         else:
-            time.sleep(LEAD_S)
-            started = time.perf_counter()
-            outcome = action()
-            took = time.perf_counter() - started
-            ended = runner.elapsed_s
-            while runner.elapsed_s < LOAD_CAP_S and not runner.result.capped:
-                now = runner.elapsed_s
-                if now - ended >= LEAD_S and now - runner.result.last_failure_s >= LEAD_S:
-                    break
-                time.sleep(0.02)
+            outcome, took = runner.around(action, LEAD_S)
     finally:
         result = runner.stop()
     return result, outcome, took

@@ -205,16 +205,7 @@ def under_load(runner: TrafficRunner, action: Callable[[], Any]) -> tuple[LoadRe
     """Load from LEAD_S before ``action()`` to LEAD_S after its end and the last failure."""
     runner.start()
     try:
-        time.sleep(LEAD_S)
-        started = time.perf_counter()
-        outcome = action()
-        took = time.perf_counter() - started
-        ended = runner.elapsed_s
-        while runner.elapsed_s < runner.max_seconds and not runner.result.capped:
-            now = runner.elapsed_s
-            if now - ended >= LEAD_S and now - runner.result.last_failure_s >= LEAD_S:
-                break
-            time.sleep(0.02)
+        outcome, took = runner.around(action, LEAD_S)
     finally:
         result = runner.stop()
     return result, outcome, took

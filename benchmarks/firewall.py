@@ -14,22 +14,18 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _report import timed_cli  # noqa: E402
+
 from tests.firewall_lab import ENV, SERVER_IP, Lab, firewall_lab  # noqa: E402
 
 
 def timed(lab: Lab, *args: str) -> float:
-    started = time.perf_counter()
-    result = lab.adapto(*args)
-    elapsed = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"adapto {' '.join(args)} failed: {result.stderr.strip()}")
-    return elapsed
+    return timed_cli(lab.adapto, *args)
 
 
 def reset(lab: Lab) -> None:

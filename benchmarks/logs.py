@@ -23,6 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _report import timed_cli  # noqa: E402
+
 from tests.e2e_support import cli_env  # noqa: E402
 from tests.operate_sandbox import ENV, OpBox, Slot, deployed_sandbox  # noqa: E402
 
@@ -34,12 +36,7 @@ def stamp(text: str) -> str:
 
 
 def wall(box: OpBox, *args: str) -> float:
-    started = time.perf_counter()
-    result = box.cli(*args)
-    took = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"adapto {' '.join(args)} failed:\n{result.stderr}")
-    return took
+    return timed_cli(box.cli, *args)
 
 
 def follow_latency(box: OpBox, log: Path, lines: int) -> tuple[list[float], str]:

@@ -1,17 +1,22 @@
-"""What the end-to-end test modules share: the tool check and running the CLI.
+"""What the end-to-end test modules share: the tool check, running the CLI, reading its
+--json events, and the plain sandbox box (folder, inventory, up and down).
 
-Each module brings up a sandbox of its own on its own loopback addresses;
-only the way they run `adapto` and decide whether they can run is common.
+Each module brings up a sandbox of its own on its own loopback addresses.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,3 +82,57 @@ def adapto(*args: str, timeout: float = 240) -> Cli:
 
 def said(result: Cli) -> str:
     return f"exit {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+
+
+def events(result: Cli) -> list[dict[str, Any]]:
+    """The --json events of a command, one object per line."""
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+
+def pg_cluster_marks() -> list[pytest.MarkDecorator]:
+    """Marks for a module that runs its own PostgreSQL cluster: e2e, and a skip saying so
+    where the server binaries are missing."""
+    from adapto_ops.sandbox.pg_cluster import server_bin_dir
+
+    try:
+        server_bin_dir()
+        have_server = True
+    except Exception:  # the binaries are missing: say so as a skip
+        have_server = False
+    return [pytest.mark.e2e,
+            pytest.mark.skipif(not have_server, reason="no PostgreSQL server binaries")]
+
+
+@dataclass
+class SandboxBox:
+    """A module's sandbox folder and the inventory data written there; a module's Box
+    adds what its tests keep."""
+
+    base: Path
+    data: dict[str, Any]
+
+    @property
+    def inventory(self) -> Path:
+        return self.base / "inventory.yaml"
+
+    @property
+    def backend(self) -> Path:
+        """The local backend sources deploys ship."""
+        return self.base / "backend"
+
+
+@contextmanager
+def sandbox_up(box: SandboxBox, env: str, *, timeout: float = 60) -> Iterator[SandboxBox]:
+    """Write the box's inventory, `sandbox up` ENV; on the way out `sandbox down --purge`
+    (asserted, so a sandbox left behind fails the module)."""
+    import yaml
+
+    box.inventory.write_text(yaml.safe_dump(box.data, sort_keys=False), encoding="utf-8")
+    try:
+        up = adapto("sandbox", "up", "-e", env, "-i", str(box.inventory), timeout=timeout)
+        assert up.returncode == 0, said(up)
+        yield box
+    finally:
+        down = adapto("sandbox", "down", "--purge", "-e", env, "-i", str(box.inventory),
+                      timeout=timeout)
+        assert down.returncode == 0, said(down)

@@ -23,6 +23,12 @@ from adapto_ops.health.model import CheckResult, exit_code
 from adapto_ops.inventory import parse_inventory
 from adapto_ops.procedures.audit import AuditInputs, HostRead, audit_lines
 from adapto_ops.selection import Selection
+from tests.ufw_samples import (
+    DEFAULTS_DEBIAN,
+    SHOW_ADDED_SSH_ONLY,
+    SHOW_ADDED_SYNCED,
+    STATUS_ACTIVE_SSH_ONLY,
+)
 
 NOW = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.UTC)
 REPO = Path(__file__).resolve().parent.parent
@@ -129,30 +135,10 @@ def loaded_env(text_change: tuple[str, str] | None = None) -> Selection:
     return Selection(loaded, "production")
 
 
-UFW_ACTIVE = """Status: active
-Logging: on (low)
-Default: deny (incoming), allow (outgoing), disabled (routed)
-New profiles: skip
-
-To                         Action      From
---                         ------      ----
-22/tcp                     ALLOW IN    Anywhere                   # adapto: ssh
-"""
-
-
-ADDED_SSH_ONLY = """Added user rules (see 'ufw status' for running firewall):
-ufw allow 22/tcp comment 'adapto: ssh'
-"""
-ADDED_ALL = ADDED_SSH_ONLY + "".join(
-    f"ufw {rule} comment 'adapto: {rule.split()[0]}'\n"
-    for rule in ("allow 80/tcp", "allow 443/tcp", "deny 3001/tcp", "deny 3002/tcp"))
-DEFAULTS = 'DEFAULT_INPUT_POLICY="DROP"\nDEFAULT_OUTPUT_POLICY="ACCEPT"\n'
-
-
-def ufw_facts(status: str, added: str = ADDED_SSH_ONLY) -> object:
+def ufw_facts(status: str, added: str = SHOW_ADDED_SSH_ONLY) -> object:
     from adapto_ops.firewall.rules import parse_ufw_facts
 
-    return parse_ufw_facts(status, added, DEFAULTS)
+    return parse_ufw_facts(status, added, DEFAULTS_DEBIAN)
 
 
 def test_firewall_not_managed_warns() -> None:
@@ -165,12 +151,13 @@ def test_firewall_not_as_planned_fails_naming_what_is_missing() -> None:
 
     selection = loaded_env()
     host = selection.env.hosts[0]
-    plan = plan_firewall(selection.env, host, ufw_facts(UFW_ACTIVE), 22)  # type: ignore[arg-type]
+    active = STATUS_ACTIVE_SSH_ONLY
+    plan = plan_firewall(selection.env, host, ufw_facts(active), 22)  # type: ignore[arg-type]
     line = L.firewall_line(host.name, "production", True, plan)
     assert line.status == "fail", line.output
     assert "missing:" in line.output and "80" in line.output and "443" in line.output
     assert line.next_command == "adapto firewall apply -e production"
-    synced = plan_firewall(selection.env, host, ufw_facts(UFW_ACTIVE, ADDED_ALL),  # type: ignore[arg-type]
+    synced = plan_firewall(selection.env, host, ufw_facts(active, SHOW_ADDED_SYNCED),  # type: ignore[arg-type]
                            22)
     line = L.firewall_line(host.name, "production", True, synced)
     assert line.status == "pass", line.output

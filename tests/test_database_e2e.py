@@ -21,7 +21,7 @@ import pytest
 
 from adapto_ops.inventory.secrets import parse_dotenv
 from adapto_ops.sandbox.pg_cluster import Cluster, server_bin_dir
-from tests.e2e_support import Cli, said, sandbox_marks
+from tests.e2e_support import Cli, events, said, sandbox_marks
 from tests.operate_sandbox import ENV, OpBox, Slot, deployed_sandbox
 
 pytestmark = [pytest.mark.e2e, *sandbox_marks()]
@@ -59,10 +59,6 @@ def health(box: OpBox) -> dict[str, Any]:
     result = box.cli("health", "--json", timeout=120)
     assert result.returncode in (0, 1), said(result)
     return json.loads(result.stdout)
-
-
-def events(result: Cli) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
 def assert_no_password(box: OpBox, result: Cli) -> None:

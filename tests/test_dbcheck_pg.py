@@ -21,18 +21,11 @@ from pathlib import Path
 import pytest
 
 from adapto_ops.dbaudit import LINTS
-from adapto_ops.pg_cluster import Cluster, DatabaseUrls, provision, running_cluster, server_bin_dir
+from adapto_ops.pg_cluster import Cluster, DatabaseUrls, provision, running_cluster
 from adapto_ops.procedures.dbcheck import check_url
-from tests.e2e_support import adapto, cli_env, run_to_files, said
+from tests.e2e_support import adapto, cli_env, pg_cluster_marks, run_to_files, said
 
-try:
-    server_bin_dir()
-    HAVE_SERVER = True
-except Exception:  # the binaries are missing: say so as a skip
-    HAVE_SERVER = False
-
-pytestmark = [pytest.mark.e2e,
-              pytest.mark.skipif(not HAVE_SERVER, reason="no PostgreSQL server binaries")]
+pytestmark = pg_cluster_marks()
 
 BACKEND = Path(__file__).resolve().parent.parent / "reference" / "backend"
 APP_PASSWORD = "app-pw-Qx7c31"

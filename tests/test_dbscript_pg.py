@@ -27,17 +27,10 @@ from adapto_ops.sandbox.pg_cluster import (
     DatabaseUrls,
     provision,
     running_cluster,
-    server_bin_dir,
 )
+from tests.e2e_support import pg_cluster_marks
 
-try:
-    server_bin_dir()
-    HAVE_SERVER = True
-except Exception:  # the binaries are missing: say so as a skip
-    HAVE_SERVER = False
-
-pytestmark = [pytest.mark.e2e,
-              pytest.mark.skipif(not HAVE_SERVER, reason="no PostgreSQL server binaries")]
+pytestmark = pg_cluster_marks()
 
 APP_PASSWORD = "app-pw-Zq81"
 MAX_CONNECTIONS = 12

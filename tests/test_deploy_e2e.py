@@ -47,6 +47,7 @@ from tests.e2e_support import (
     REPO,
     SECRET,
     Cli,
+    SandboxBox,
     adapto,
     cli_env,
     postgres_dir,
@@ -135,20 +136,10 @@ INDEX_HTML = (
 
 
 @dataclass
-class Box:
+class Box(SandboxBox):
     """Our sandbox: its folder, inventory and the local sources deploys ship."""
 
-    base: Path
-    data: dict[str, Any]
     cleanups: list[Callable[[], None]] = field(default_factory=list)
-
-    @property
-    def inventory(self) -> Path:
-        return self.base / "inventory.yaml"
-
-    @property
-    def backend(self) -> Path:
-        return self.base / "backend"
 
     @property
     def dist(self) -> Path:

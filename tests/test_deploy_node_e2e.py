@@ -30,10 +30,20 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from adapto_ops.deploy.manifest import dependency_hash
-from tests.e2e_support import REPO, SECRET, Cli, adapto, run_to_files, said, sandbox_marks
+from tests.e2e_support import (
+    REPO,
+    Cli,
+    SandboxBox,
+    adapto,
+    events,
+    run_to_files,
+    said,
+    sandbox_marks,
+    sandbox_up,
+)
+from tests.node_support import node_inventory_data
 
 FIXTURE = REPO / "tests" / "fixtures" / "node-backend"
 ENV = "node-e2e"
@@ -54,11 +64,6 @@ pytestmark = [pytest.mark.e2e, *sandbox_marks(("npm",))]
 # --- running things -------------------------------------------------------------------
 
 
-def events(result: Cli) -> list[dict[str, Any]]:
-    """The --json events of a command, one object per line."""
-    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-
-
 def steps(result: Cli, kind: str = "ok") -> dict[str, list[str]]:
     """step -> messages of the events of ``kind`` (on our host)."""
     found: dict[str, list[str]] = {}
@@ -71,35 +76,6 @@ def steps(result: Cli, kind: str = "ok") -> dict[str, list[str]]:
 # --- the sandbox ----------------------------------------------------------------------
 
 
-def inventory_data(base: Path) -> dict[str, Any]:
-    """The repository's sandbox environment, moved to ``base``, our ports, and a Node backend
-    that takes the production path: `npm ci`, `npm run build`, `npm start`."""
-    data = yaml.safe_load((REPO / "inventory.yaml").read_text(encoding="utf-8"))
-    text = yaml.safe_dump(data["environments"]["sandbox"])
-    env = yaml.safe_load(text.replace("/var/tmp/adapto-sandbox", str(base)))
-    env["description"] = "tests/test_deploy_node_e2e.py: a throw-away sandbox, Node backend"
-    env["hosts"] = [{**env["hosts"][0], "name": HOST, "address": ADDRESS, "port": SSH_PORT,
-                     "user": "root", "key_file": str(base / ".adapto" / "id_ed25519"),
-                     "roles": ["web", "backend"], "private_address": "{address}"}]
-    env["frontend"] = {"source": str(base / "frontend"), "build": None, "dist": "dist"}
-    env["backend"].update(kind="node", source=str(base / "backend"), install=INSTALL,
-                          build="npm run build", start="npm start", bind="{address}",
-                          base_port=PORTS[0], instances=len(PORTS))
-    # Like production's Node backend: no migrations adapto runs, no sandbox database.
-    env["backend"].pop("migrate", None)
-    env["sandbox"]["postgres_port"] = None
-    env["nginx"].update(server_names=[SERVER_NAME], listen=["{address}"],
-                        http_port=HTTP_PORT, https_port=HTTPS_PORT)
-    env["firewall"] = {"manage": False,
-                       "allow": [f"{p}/tcp" for p in (SSH_PORT, HTTP_PORT, HTTPS_PORT)],
-                       "deny": [f"{p}/tcp" for p in PORTS]}
-    env["health"] = {**(env.get("health") or {}), "instance_start_timeout_s": START_TIMEOUT_S}
-    env["secrets"] = {"names": [SECRET, "ADAPTO_PROBE_TOKEN"],
-                      "file": str(base / ".adapto" / "secrets.env")}
-    data["environments"] = {ENV: env}
-    return data
-
-
 INDEX_HTML = (
     "<!doctype html>\n<html><head><title>adapto node e2e</title>\n"
     '<script type="module" src="/assets/index-node0001.js"></script></head>\n'
@@ -108,22 +84,12 @@ INDEX_HTML = (
 
 
 @dataclass
-class Box:
+class Box(SandboxBox):
     """Our sandbox, its inventory, the local sources, and what the tests saw so far."""
 
-    base: Path
-    data: dict[str, Any]
     releases: list[str] = field(default_factory=list)  # deployed by the tests, in order
     stamps: dict[str, str] = field(default_factory=dict)  # release -> build stamp
     build_texts: dict[str, str] = field(default_factory=dict)  # release -> build.json text
-
-    @property
-    def inventory(self) -> Path:
-        return self.base / "inventory.yaml"
-
-    @property
-    def backend(self) -> Path:
-        return self.base / "backend"
 
     @property
     def backend_name(self) -> str:
@@ -169,17 +135,14 @@ def write_sources(base: Path) -> None:
 def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
     base = tmp_path_factory.mktemp("node")  # short: PM2's rpc.sock path must stay < 108 bytes
     write_sources(base)
-    sandbox = Box(base, inventory_data(base))
-    sandbox.inventory.write_text(yaml.safe_dump(sandbox.data, sort_keys=False), encoding="utf-8")
-    try:
-        up = adapto("sandbox", "up", "-e", ENV, "-i", str(sandbox.inventory), timeout=60)
-        assert up.returncode == 0, said(up)
+    sandbox = Box(base, node_inventory_data(
+        base, env_name=ENV, host=HOST, address=ADDRESS, ssh_port=SSH_PORT, http_port=HTTP_PORT,
+        https_port=HTTPS_PORT, ports=PORTS, server_name=SERVER_NAME, install=INSTALL,
+        description="tests/test_deploy_node_e2e.py: a throw-away sandbox, Node backend",
+        start_timeout_s=START_TIMEOUT_S))
+    with sandbox_up(sandbox, ENV):
         yield sandbox
-    finally:
-        down = adapto("sandbox", "down", "--purge", "-e", ENV, "-i", str(sandbox.inventory),
-                      timeout=60)
-        assert down.returncode == 0, said(down)
-        assert not sandbox.sdir.exists(), f"--purge left {sandbox.sdir}"
+    assert not sandbox.sdir.exists(), f"--purge left {sandbox.sdir}"
 
 
 # --- looking at the host ------------------------------------------------------------

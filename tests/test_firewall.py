@@ -29,33 +29,17 @@ from adapto_ops.firewall.rules import (
 )
 from adapto_ops.inventory import Environment, load_inventory
 from tests.e2e_support import adapto
+from tests.ufw_samples import (
+    DEFAULTS_DEBIAN,
+    SHOW_ADDED_EMPTY,
+    SHOW_ADDED_SYNCED,
+    STATUS_VERBOSE_ACTIVE,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 PRODUCTION = load_inventory(REPO / "inventory.yaml").environment("production")
 UFW = shutil.which("ufw") or shutil.which("ufw", path="/usr/sbin:/sbin")
 
-SHOW_ADDED_EMPTY = """Added user rules (see 'ufw status' for running firewall):
-(None)
-"""
-SHOW_ADDED_SYNCED = """Added user rules (see 'ufw status' for running firewall):
-ufw allow 22/tcp comment 'adapto: ssh'
-ufw allow 80/tcp comment 'adapto: allow'
-ufw allow 443/tcp comment 'adapto: allow'
-ufw deny 3001/tcp comment 'adapto: deny'
-ufw deny 3002/tcp comment 'adapto: deny'
-"""
-STATUS_VERBOSE_ACTIVE = """Status: active
-Logging: on (low)
-Default: deny (incoming), allow (outgoing), disabled (routed)
-New profiles: skip
-
-To                         Action      From
---                         ------      ----
-22/tcp                     ALLOW IN    Anywhere                   # adapto: ssh
-3001/tcp                   DENY IN     Anywhere                   # adapto: deny
-22/tcp (v6)                ALLOW IN    Anywhere (v6)              # adapto: ssh
-"""
-DEFAULTS_DEBIAN = 'DEFAULT_INPUT_POLICY="DROP"\nDEFAULT_OUTPUT_POLICY="ACCEPT"\n'
 
 
 def env_with(**firewall: Any) -> Environment:

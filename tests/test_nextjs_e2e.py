@@ -33,11 +33,21 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from adapto_ops.deploy.manifest import dependency_hash
-from tests.e2e_support import REPO, SECRET, Cli, adapto, run_to_files, said, sandbox_marks
+from tests.e2e_support import (
+    REPO,
+    Cli,
+    SandboxBox,
+    adapto,
+    events,
+    run_to_files,
+    said,
+    sandbox_marks,
+    sandbox_up,
+)
 from tests.nextjs_load import Figures, MixedLoad
+from tests.node_support import node_inventory_data
 
 SOURCE = REPO / "reference" / "nextjs-backend"
 CACHE = Path("/var/tmp/adapto-e2e-nextjs-cache")  # npm's cache, kept between runs
@@ -66,51 +76,10 @@ def registry_reachable() -> str | None:
 # --- the sandbox ------------------------------------------------------------------------
 
 
-def inventory_data(base: Path) -> dict[str, Any]:
-    """The repository's sandbox environment moved to ``base``, our slot, and the Next.js
-    backend on the production path."""
-    data = yaml.safe_load((REPO / "inventory.yaml").read_text(encoding="utf-8"))
-    text = yaml.safe_dump(data["environments"]["sandbox"])
-    env = yaml.safe_load(text.replace("/var/tmp/adapto-sandbox", str(base)))
-    env["description"] = "tests/test_nextjs_e2e.py: a throw-away sandbox, Next.js backend"
-    env["hosts"] = [{**env["hosts"][0], "name": HOST, "address": ADDRESS, "port": SSH_PORT,
-                     "user": "root", "key_file": str(base / ".adapto" / "id_ed25519"),
-                     "roles": ["web", "backend"], "private_address": "{address}"}]
-    env["frontend"] = {"source": str(base / "frontend"), "build": None, "dist": "dist"}
-    env["backend"].update(kind="node", source=str(base / "backend"), install=INSTALL,
-                          build="npm run build", start="npm start", bind="{address}",
-                          base_port=PORTS[0], instances=len(PORTS), memory_limit="512M")
-    env["backend"].pop("migrate", None)
-    env["sandbox"]["postgres_port"] = None
-    env["nginx"].update(server_names=[SERVER_NAME], listen=["{address}"],
-                        http_port=HTTP_PORT, https_port=HTTPS_PORT,
-                        # The load below is one client address: the per-address API
-                        # limit (20 r/s) would answer it 429s, which are not restarts.
-                        rate_limits={"api": {"rate": "2000r/s", "burst": 4000}})
-    env["firewall"] = {"manage": False,
-                       "allow": [f"{p}/tcp" for p in (SSH_PORT, HTTP_PORT, HTTPS_PORT)],
-                       "deny": [f"{p}/tcp" for p in PORTS]}
-    env["health"] = {**(env.get("health") or {}), "instance_start_timeout_s": 30.0}
-    env["secrets"] = {"names": [SECRET, "ADAPTO_PROBE_TOKEN"],
-                      "file": str(base / ".adapto" / "secrets.env")}
-    data["environments"] = {ENV: env}
-    return data
-
-
 @dataclass
-class Box:
-    base: Path
-    data: dict[str, Any]
+class Box(SandboxBox):
     releases: list[str] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def inventory(self) -> Path:
-        return self.base / "inventory.yaml"
-
-    @property
-    def backend(self) -> Path:
-        return self.base / "backend"
 
     @property
     def root(self) -> Path:
@@ -143,23 +112,19 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
     dist = base / "frontend" / "dist"
     dist.mkdir(parents=True)
     (dist / "index.html").write_text("<!doctype html><title>adapto nextjs e2e</title>\n")
-    sandbox = Box(base, inventory_data(base))
-    sandbox.inventory.write_text(yaml.safe_dump(sandbox.data, sort_keys=False), encoding="utf-8")
-    try:
-        up = adapto("sandbox", "up", "-e", ENV, "-i", str(sandbox.inventory), timeout=60)
-        assert up.returncode == 0, said(up)
+    sandbox = Box(base, node_inventory_data(
+        base, env_name=ENV, host=HOST, address=ADDRESS, ssh_port=SSH_PORT, http_port=HTTP_PORT,
+        https_port=HTTPS_PORT, ports=PORTS, server_name=SERVER_NAME, install=INSTALL,
+        description="tests/test_nextjs_e2e.py: a throw-away sandbox, Next.js backend",
+        start_timeout_s=30.0, backend_extra={"memory_limit": "512M"},
+        # The load below is one client address: the per-address API
+        # limit (20 r/s) would answer it 429s, which are not restarts.
+        nginx_extra={"rate_limits": {"api": {"rate": "2000r/s", "burst": 4000}}}))
+    with sandbox_up(sandbox, ENV):
         yield sandbox
-    finally:
-        down = adapto("sandbox", "down", "--purge", "-e", ENV, "-i", str(sandbox.inventory),
-                      timeout=60)
-        assert down.returncode == 0, said(down)
 
 
 # --- looking -------------------------------------------------------------------------------
-
-
-def events(result: Cli) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
 def step_events(result: Cli, step: str) -> list[dict[str, Any]]:

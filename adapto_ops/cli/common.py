@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -105,12 +105,33 @@ def os_error_line(exc: OSError) -> str:
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON event per line (for CI)")]
+# Commands that answer with one document rather than a stream of events.
+JsonObjectOpt = Annotated[bool, typer.Option("--json", help="one JSON object")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
 BreakLockOpt = Annotated[
     bool, typer.Option("--break-lock", help="remove a stale deploy lock left by a dead deploy")
 ]
 
 
+def dry_run_option(help_text: str = "print the commands, change nothing") -> Any:
+    """--dry-run; each group may say what its dry run still reads or prints."""
+    return typer.Option("--dry-run", help=help_text)
+
+
+DryRunOpt = Annotated[bool, dry_run_option()]
+
+
 def exit_with(code: int) -> None:
+    """Leave with the procedure's exit code (0 returns normally)."""
     if code:
         raise typer.Exit(code)
+
+
+def run_procedure(module: str, function: str, **kwargs: Any) -> None:
+    """run() a procedure that returns an exit code, imported only now (fast start-up)."""
+    def body() -> None:
+        import importlib
+
+        exit_with(getattr(importlib.import_module(module), function)(**kwargs))
+
+    run(body)

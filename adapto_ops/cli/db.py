@@ -10,11 +10,11 @@ from adapto_ops.cli.common import (
     BreakLockOpt,
     EnvOpt,
     InventoryOpt,
+    JsonObjectOpt,
     JsonOpt,
     VerboseOpt,
     app,
-    exit_with,
-    run,
+    run_procedure,
     sub_app,
 )
 
@@ -40,34 +40,23 @@ def db_migrate(
 
     Example: adapto db migrate -e sandbox
     """
-
-    def body() -> None:
-        from adapto_ops.procedures.db import run_db_migrate
-
-        exit_with(run_db_migrate(inventory=inventory, env_name=env, break_lock=break_lock,
-                                  as_json=json_output))
-
-    run(body)
+    run_procedure("adapto_ops.procedures.db", "run_db_migrate", inventory=inventory,
+                  env_name=env, break_lock=break_lock, as_json=json_output)
 
 
 @db_app.command("status")
 def db_status(
     env: EnvOpt = ...,  # type: ignore[assignment]
     inventory: InventoryOpt = None,
-    json_output: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    json_output: JsonObjectOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """List the migrations the live release has that the database has not applied.
 
     Example: adapto db status -e sandbox --json
     """
-
-    def body() -> None:
-        from adapto_ops.procedures.db import run_db_status
-
-        exit_with(run_db_status(inventory=inventory, env_name=env, as_json=json_output))
-
-    run(body)
+    run_procedure("adapto_ops.procedures.db", "run_db_status", inventory=inventory,
+                  env_name=env, as_json=json_output)
 
 
 @db_app.command("check")
@@ -80,7 +69,7 @@ def db_check(
         help="check this database from here instead; prefer $ADAPTO_DATABASE_URL "
              "(a command line is visible to every user of the machine)")] = None,
     inventory: InventoryOpt = None,
-    json_output: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    json_output: JsonObjectOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """The RLS audit of Supabase's database linter; exit 1 on any finding.
@@ -91,11 +80,5 @@ def db_check(
 
     Example: adapto db check -e sandbox --json
     """
-
-    def body() -> None:
-        from adapto_ops.procedures.dbcheck import run_db_check
-
-        exit_with(run_db_check(inventory=inventory, env_name=env, database_url=database_url,
-                               as_json=json_output))
-
-    run(body)
+    run_procedure("adapto_ops.procedures.dbcheck", "run_db_check", inventory=inventory,
+                  env_name=env, database_url=database_url, as_json=json_output)

@@ -16,8 +16,10 @@ from adapto_ops.cli.common import (
     VerboseOpt,
     YesOpt,
     app,
+    dry_run_option,
     exit_with,
     run,
+    run_procedure,
 )
 
 
@@ -34,8 +36,7 @@ def deploy(
     inventory: InventoryOpt = None,
     host: HostOpt = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="print every command and config diff; change nothing")
-    ] = False,
+        bool, dry_run_option("print every command and config diff; change nothing")] = False,
     yes: YesOpt = False,
     skip_build: Annotated[
         bool, typer.Option("--skip-build", help="ship the existing frontend dist/ as it is")
@@ -95,14 +96,9 @@ def rollback(
 
     Example: adapto rollback -e sandbox --to 20261125120000
     """
-
-    def body() -> None:
-        from adapto_ops.procedures.deploy import run_rollback
-
-        exit_with(run_rollback(inventory=inventory, env_name=env, hosts=host, to=to, yes=yes,
-                                break_lock=break_lock, as_json=json_output))
-
-    run(body)
+    run_procedure("adapto_ops.procedures.deploy", "run_rollback", inventory=inventory,
+                  env_name=env, hosts=host, to=to, yes=yes, break_lock=break_lock,
+                  as_json=json_output)
 
 
 @app.command()
@@ -117,11 +113,5 @@ def releases(
 
     Example: adapto releases -e sandbox --json
     """
-
-    def body() -> None:
-        from adapto_ops.procedures.deploy import run_releases
-
-        exit_with(run_releases(inventory=inventory, env_name=env, hosts=host,
-                                as_json=json_output))
-
-    run(body)
+    run_procedure("adapto_ops.procedures.deploy", "run_releases", inventory=inventory,
+                  env_name=env, hosts=host, as_json=json_output)

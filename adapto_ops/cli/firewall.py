@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import typer
-
 from adapto_ops.cli.common import (
     EnvOpt,
     HostOpt,
@@ -14,8 +12,8 @@ from adapto_ops.cli.common import (
     VerboseOpt,
     YesOpt,
     app,
-    exit_with,
-    run,
+    dry_run_option,
+    run_procedure,
     sub_app,
 )
 
@@ -24,20 +22,14 @@ firewall_app = sub_app(
     "difference is applied, and a plan that would lock adapto out is refused.")
 app.add_typer(firewall_app, name="firewall")
 
-DryRunOpt = Annotated[
-    bool, typer.Option("--dry-run", help="read ufw, print the commands; change nothing")
-]
+DryRunOpt = Annotated[bool, dry_run_option("read ufw, print the commands; change nothing")]
 
 
 def _run(action: str, env: str, inventory: str | None, host: list[str] | None, *,
          dry_run: bool = False, yes: bool = False, json_output: bool = False) -> None:
-    def body() -> None:
-        from adapto_ops.procedures.firewall import run_firewall
-
-        exit_with(run_firewall(action=action, inventory=inventory, env_name=env, hosts=host,
-                               dry_run=dry_run, yes=yes, as_json=json_output))
-
-    run(body)
+    run_procedure("adapto_ops.procedures.firewall", "run_firewall", action=action,
+                  inventory=inventory, env_name=env, hosts=host, dry_run=dry_run, yes=yes,
+                  as_json=json_output)
 
 
 @firewall_app.command("plan")

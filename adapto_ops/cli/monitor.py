@@ -14,8 +14,8 @@ from adapto_ops.cli.common import (
     JsonOpt,
     VerboseOpt,
     app,
-    exit_with,
-    run,
+    dry_run_option,
+    run_procedure,
     sub_app,
 )
 from adapto_ops.errors import EXIT_USAGE
@@ -83,15 +83,10 @@ def monitor(
         typer.echo("error: missing option --env/-e (e.g. adapto monitor -e sandbox)", err=True)
         raise typer.Exit(EXIT_USAGE)
 
-    def body() -> None:
-        from adapto_ops.procedures.monitor import run_monitor
-
-        exit_with(run_monitor(
-            inventory=inventory, env_name=env, hosts=host, interval=interval,
-            auto_recover=auto_recover, alert=alert.value if alert else None, once=once,
-            metrics=metrics, as_json=json_output, max_rounds=max_rounds))
-
-    run(body)
+    run_procedure("adapto_ops.procedures.monitor", "run_monitor", inventory=inventory,
+                  env_name=env, hosts=host, interval=interval, auto_recover=auto_recover,
+                  alert=alert.value if alert else None, once=once, metrics=metrics,
+                  as_json=json_output, max_rounds=max_rounds)
 
 
 
@@ -110,8 +105,7 @@ def monitor_install(
                            help="let the installed monitor run `adapto recover`")
     ] = True,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="print the unit (or PM2 app) and the commands")
-    ] = False,
+        bool, dry_run_option("print the unit (or PM2 app) and the commands")] = False,
     json_output: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -120,15 +114,9 @@ def monitor_install(
     Uploads a copy of the inventory and only the secrets the monitor needs (mode 0600)
     to <root>/shared/monitor/. Example: adapto monitor install -e production --alert telegram
     """
-
-    def body() -> None:
-        from adapto_ops.procedures.monitor import run_monitor_install
-
-        exit_with(run_monitor_install(
-            inventory=inventory, env_name=env, hosts=host, alert=alert.value if alert else None,
-            auto_recover=auto_recover, dry_run=dry_run, as_json=json_output))
-
-    run(body)
+    run_procedure("adapto_ops.procedures.monitor", "run_monitor_install", inventory=inventory,
+                  env_name=env, hosts=host, alert=alert.value if alert else None,
+                  auto_recover=auto_recover, dry_run=dry_run, as_json=json_output)
 
 
 @monitor_app.command("uninstall")
@@ -143,11 +131,5 @@ def monitor_uninstall(
 
     Example: adapto monitor uninstall -e production
     """
-
-    def body() -> None:
-        from adapto_ops.procedures.monitor import run_monitor_uninstall
-
-        exit_with(run_monitor_uninstall(inventory=inventory, env_name=env, hosts=host,
-                                         as_json=json_output))
-
-    run(body)
+    run_procedure("adapto_ops.procedures.monitor", "run_monitor_uninstall", inventory=inventory,
+                  env_name=env, hosts=host, as_json=json_output)

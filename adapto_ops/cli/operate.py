@@ -16,8 +16,10 @@ from adapto_ops.cli.common import (
     JsonOpt,
     VerboseOpt,
     app,
+    dry_run_option,
     exit_with,
     run,
+    run_procedure,
 )
 
 
@@ -34,14 +36,8 @@ def status(
     Reports only (exit 1 just for an unreachable host); `adapto health` judges.
     Example: adapto status -e sandbox --json
     """
-
-    def body() -> None:
-        from adapto_ops.procedures.status import run_status
-
-        exit_with(run_status(inventory=inventory, env_name=env, hosts=host,
-                              as_json=json_output))
-
-    run(body)
+    run_procedure("adapto_ops.procedures.status", "run_status", inventory=inventory,
+                  env_name=env, hosts=host, as_json=json_output)
 
 
 @app.command()
@@ -64,14 +60,8 @@ def health(
     Each failure names its kind and the next command. Exit 1 on any failure
     (warnings too with --strict). Example: adapto health -e sandbox --junit health.xml
     """
-
-    def body() -> None:
-        from adapto_ops.procedures.health import run_health
-
-        exit_with(run_health(inventory=inventory, env_name=env, hosts=host, as_json=json_output,
-                              junit=junit, strict=strict))
-
-    run(body)
+    run_procedure("adapto_ops.procedures.health", "run_health", inventory=inventory,
+                  env_name=env, hosts=host, as_json=json_output, junit=junit, strict=strict)
 
 
 
@@ -84,8 +74,7 @@ def recover(
     inventory: InventoryOpt = None,
     host: HostOpt = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="read the state, print the commands; change nothing")
-    ] = False,
+        bool, dry_run_option("read the state, print the commands; change nothing")] = False,
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="do not ask for confirmation; database: "
                                                "also end stuck sessions, apply migrations")
@@ -106,15 +95,9 @@ def recover(
 
     Example: adapto recover backend -e sandbox; adapto recover database -e sandbox --yes
     """
-
-    def body() -> None:
-        from adapto_ops.procedures.recover import run_recover
-
-        exit_with(run_recover(inventory=inventory, env_name=env, hosts=host, what=what,
-                               dry_run=dry_run, yes=yes, as_json=json_output,
-                               break_lock=break_lock))
-
-    run(body)
+    run_procedure("adapto_ops.procedures.recover", "run_recover", inventory=inventory,
+                  env_name=env, hosts=host, what=what, dry_run=dry_run, yes=yes,
+                  as_json=json_output, break_lock=break_lock)
 
 
 # --- logs ----------------------------------------------------------------------

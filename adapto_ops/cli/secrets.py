@@ -10,10 +10,12 @@ from adapto_ops.cli.common import (
     EnvOpt,
     HostOpt,
     InventoryOpt,
+    JsonObjectOpt,
     VerboseOpt,
     app,
     exit_with,
     run,
+    run_procedure,
     sub_app,
 )
 
@@ -32,21 +34,15 @@ def secrets_check(
     local: Annotated[
         bool, typer.Option("--local", help="only here (environment, secrets file): no SSH")
     ] = False,
-    json_output: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
+    json_output: JsonObjectOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """List the secret names the environment needs that are missing here or in a host's .env.
 
     Never shows a value. Exit 1 if any is missing. Example: adapto secrets check -e sandbox
     """
-
-    def body() -> None:
-        from adapto_ops.procedures.secrets import run_secrets_check
-
-        exit_with(run_secrets_check(inventory=inventory, env_name=env, hosts=host,
-                                    local_only=local, as_json=json_output))
-
-    run(body)
+    run_procedure("adapto_ops.procedures.secrets", "run_secrets_check", inventory=inventory,
+                  env_name=env, hosts=host, local_only=local, as_json=json_output)
 
 
 # Extra arguments are accepted by the parser only to be refused with a clear message:

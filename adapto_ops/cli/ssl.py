@@ -8,15 +8,16 @@ from typing import Annotated
 import typer
 
 from adapto_ops.cli.common import (
+    DryRunOpt,
     EnvOpt,
     HostOpt,
     InventoryOpt,
+    JsonObjectOpt,
     JsonOpt,
     VerboseOpt,
     YesOpt,
     app,
-    exit_with,
-    run,
+    run_procedure,
     sub_app,
 )
 
@@ -25,19 +26,10 @@ ssl_app = sub_app(
     "or self-signed pair. Example: adapto ssl status -e production",
 )
 app.add_typer(ssl_app, name="ssl")
-DryRunOpt = Annotated[
-    bool, typer.Option("--dry-run", help="print the commands, change nothing")
-]
-StatusJsonOpt = Annotated[bool, typer.Option("--json", help="one JSON object")]
 
 
 def _change(action: str, **kwargs: object) -> None:
-    def body() -> None:
-        from adapto_ops.procedures.ssl import run_change
-
-        exit_with(run_change(action=action, **kwargs))  # type: ignore[arg-type]
-
-    run(body)
+    run_procedure("adapto_ops.procedures.ssl", "run_change", action=action, **kwargs)
 
 
 @ssl_app.command("status")
@@ -45,7 +37,7 @@ def ssl_status(
     env: EnvOpt = ...,  # type: ignore[assignment]
     inventory: InventoryOpt = None,
     host: HostOpt = None,
-    json_output: StatusJsonOpt = False,
+    json_output: JsonObjectOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Days left per server name: as nginx serves it (verified, SNI) and as filed on the host.
@@ -53,13 +45,8 @@ def ssl_status(
     Exit 1 if a certificate is expired, missing, untrusted or does not cover a name; a
     warning under health.certificate_warn_days (14). Example: adapto ssl status -e production
     """
-    def body() -> None:
-        from adapto_ops.procedures.ssl import run_status
-
-        exit_with(run_status(inventory=inventory, env_name=env, hosts=host,
-                             as_json=json_output))
-
-    run(body)
+    run_procedure("adapto_ops.procedures.ssl", "run_status", inventory=inventory,
+                  env_name=env, hosts=host, as_json=json_output)
 
 
 @ssl_app.command("issue")

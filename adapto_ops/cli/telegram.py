@@ -9,10 +9,10 @@ import typer
 from adapto_ops.cli.common import (
     EnvOpt,
     InventoryOpt,
+    JsonObjectOpt,
     VerboseOpt,
     app,
-    exit_with,
-    run,
+    run_procedure,
     sub_app,
 )
 
@@ -31,18 +31,13 @@ DropPendingOpt = Annotated[
     bool, typer.Option("--drop-pending-updates",
                        help="also discard the updates Telegram has not delivered yet")
 ]
-TelegramJsonOpt = Annotated[bool, typer.Option("--json", help="one JSON object")]
 
 
 def _webhook(action: str, inventory: str | None, env: str, as_json: bool,
              drop_pending_updates: bool = False) -> None:
-    def body() -> None:
-        from adapto_ops.procedures.telegram import run_webhook
-
-        exit_with(run_webhook(inventory=inventory, env_name=env, action=action,
-                               as_json=as_json, drop_pending_updates=drop_pending_updates))
-
-    run(body)
+    run_procedure("adapto_ops.procedures.telegram", "run_webhook", inventory=inventory,
+                  env_name=env, action=action, as_json=as_json,
+                  drop_pending_updates=drop_pending_updates)
 
 
 @webhook_app.command("set")
@@ -50,7 +45,7 @@ def telegram_webhook_set(
     env: EnvOpt = ...,  # type: ignore[assignment]
     inventory: InventoryOpt = None,
     drop_pending_updates: DropPendingOpt = False,
-    json_output: TelegramJsonOpt = False,
+    json_output: JsonObjectOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Register the webhook URL the inventory gives, with its secret token and allowed_updates.
@@ -64,7 +59,7 @@ def telegram_webhook_set(
 def telegram_webhook_info(
     env: EnvOpt = ...,  # type: ignore[assignment]
     inventory: InventoryOpt = None,
-    json_output: TelegramJsonOpt = False,
+    json_output: JsonObjectOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Show getWebhookInfo: URL, pending updates, last error and its age, warnings.
@@ -79,7 +74,7 @@ def telegram_webhook_delete(
     env: EnvOpt = ...,  # type: ignore[assignment]
     inventory: InventoryOpt = None,
     drop_pending_updates: DropPendingOpt = False,
-    json_output: TelegramJsonOpt = False,
+    json_output: JsonObjectOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Remove the webhook (Telegram then keeps updates for getUpdates).

@@ -1,6 +1,6 @@
 """The script behind `adapto db check`: run the RLS lints, print one JSON line.
 
-Like :mod:`adapto_ops.commands.dbscript` (and sharing its .env reader), it is
+Like :mod:`adapto_ops.commands.dbscript` (and sharing its SCRIPT_HELPERS), it is
 fed to a python with psycopg on its stdin: on the host, the release venv's
 python reading ``DATABASE_URL`` from the shared .env itself (the database may
 listen on the host's loopback only, and the URL never crosses the wire); or,
@@ -12,34 +12,17 @@ are stripped of it. The lints' SQL comes from :mod:`adapto_ops.dbaudit`.
 from __future__ import annotations
 
 import json
-import shlex
 
 from adapto_ops.commands import dbscript
 from adapto_ops.dbaudit import queries
 from adapto_ops.layout import ReleaseLayout
-
-# dbscript's .env reader, verbatim: one parser of the .env on the host, not two.
-_READ_ENV = dbscript.DB_SCRIPT[dbscript.DB_SCRIPT.index("def read_env"):
-                               dbscript.DB_SCRIPT.index("values, why = read_env")]
 
 CHECK_SCRIPT = r'''
 import json, os, re, sys, time
 CONFIG = json.loads(__CONFIG__)
 out = {"connected": False}
 SECRET = []
-
-def clean(text):
-    text = " ".join(str(text).split())
-    for value in SECRET:
-        if value:
-            text = text.replace(value, "****")
-    return text[:300]
-
-def finish():
-    print(json.dumps(out))
-    sys.exit(0)
-
-__READ_ENV__
+__HELPERS__
 if CONFIG.get("env_file"):
     values, why = read_env(CONFIG["env_file"])
     if values is None:
@@ -48,22 +31,7 @@ if CONFIG.get("env_file"):
     url = values.get("DATABASE_URL", "")
 else:
     url = os.environ.get(CONFIG["url_env"], "")
-if not url:
-    out["configured"] = False
-    finish()
-out["configured"] = True
-try:
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
-except ImportError as exc:
-    out["error"] = f"psycopg is not installed in {sys.executable}: {exc}"
-    finish()
-try:
-    params = conninfo_to_dict(url)
-except Exception as exc:
-    out["error"] = "the database URL cannot be parsed: " + type(exc).__name__
-    finish()
-SECRET.extend([params.get("password") or "", url])
+psycopg, params = connection_params(url, "the database URL")
 out["dsn"] = " ".join(f"{k}={'****' if k == 'password' else v}" for k, v in params.items())
 started = time.perf_counter()
 try:
@@ -104,7 +72,7 @@ def script(*, env_file: str | None, timeout_s: float = TIMEOUT_S) -> str:
     """The script with its configuration: the .env to read, or the variable holding the URL."""
     config = {"env_file": env_file, "url_env": URL_ENV, "timeout_s": timeout_s,
               "queries": queries()}
-    return (CHECK_SCRIPT.replace("__READ_ENV__", _READ_ENV)
+    return (CHECK_SCRIPT.replace("__HELPERS__", dbscript.SCRIPT_HELPERS)
             .replace("__CONFIG__", repr(json.dumps(config))))
 
 
@@ -114,7 +82,5 @@ def on_host(layout: ReleaseLayout) -> tuple[str, bytes]:
     Without that python (no release yet, a node backend) it prints one JSON line
     saying so, as `recover database` does.
     """
-    python = shlex.quote(dbscript.venv_python(layout))
-    missing = dbscript._without_python("check", layout)
-    return (f"if [ -x {python} ]; then {python} -; else {missing}; fi",
+    return (dbscript.stdin_command("check", layout),
             script(env_file=layout.env_file).encode())

@@ -23,22 +23,17 @@ import shlex
 
 from adapto_ops.layout import ReleaseLayout
 
-DB_SCRIPT = r'''
-import json, os, re, socket, sys, time
-CONFIG = json.loads(__CONFIG__)
-out = {"mode": CONFIG["mode"], "steps": []}
-SECRET = []
-
+# Shared by every script adapto feeds to a python on the host (this one and
+# commands/dbcheck's): clean() strips the secrets collected in SECRET, finish() prints
+# the one JSON line `out`, read_env() is the one parser of the .env on the host, and
+# connection_params() the one way from a URL to psycopg and its parts.
+SCRIPT_HELPERS = r'''
 def clean(text):
     text = " ".join(str(text).split())
     for value in SECRET:
         if value:
             text = text.replace(value, "****")
     return text[:300]
-
-def step(name, ok, detail, ms=None):
-    out["steps"].append({"name": name, "ok": ok, "detail": clean(detail), "ms": ms})
-    return ok
 
 def finish():
     print(json.dumps(out))
@@ -65,27 +60,44 @@ def read_env(path):
         values[key.strip()] = value
     return values, None
 
+def connection_params(url, what):
+    """(psycopg, the URL's parts), or finish(): no URL, no psycopg, a URL it cannot parse."""
+    if not url:
+        out["configured"] = False
+        finish()
+    out["configured"] = True
+    try:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError as exc:
+        out["error"] = f"psycopg is not installed in {sys.executable}: {exc}"
+        finish()
+    try:
+        params = conninfo_to_dict(url)
+    except Exception as exc:
+        out["error"] = what + " cannot be parsed: " + type(exc).__name__
+        finish()
+    SECRET.extend([params.get("password") or "", url])
+    return psycopg, params
+
+'''
+
+DB_SCRIPT = r'''
+import json, os, re, socket, sys, time
+CONFIG = json.loads(__CONFIG__)
+out = {"mode": CONFIG["mode"], "steps": []}
+SECRET = []
+''' + SCRIPT_HELPERS + r'''
+def step(name, ok, detail, ms=None):
+    out["steps"].append({"name": name, "ok": ok, "detail": clean(detail), "ms": ms})
+    return ok
+
 values, why = read_env(CONFIG["env_file"])
 if values is None:
     out["env_error"] = f"{CONFIG['env_file']}: {why}"
     finish()
 url = values.get("DATABASE_URL", "")
-if not url:
-    out["configured"] = False
-    finish()
-out["configured"] = True
-try:
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
-except ImportError as exc:
-    out["error"] = f"psycopg is not installed in {sys.executable}: {exc}"
-    finish()
-try:
-    params = conninfo_to_dict(url)
-except Exception as exc:
-    out["error"] = "DATABASE_URL cannot be parsed: " + type(exc).__name__
-    finish()
-SECRET.extend([params.get("password") or "", url])
+psycopg, params = connection_params(url, "DATABASE_URL")
 host = (params.get("host") or values.get("PGHOST") or "localhost").split(",")[0]
 port = int(str(params.get("port") or 5432).split(",")[0])
 out["target"] = {"host": host, "port": port, "user": params.get("user") or "",
@@ -267,7 +279,7 @@ def script(mode: str, layout: ReleaseLayout, *, health_url: str | None = None,
 MARK = "ADAPTO_DB_SCRIPT_END"
 
 
-def _without_python(mode: str, layout: ReleaseLayout) -> str:
+def without_python(mode: str, layout: ReleaseLayout) -> str:
     """What to print when the venv's python is missing (no release yet, or a node backend).
 
     No DATABASE_URL in the .env: "not configured", as the script would say.
@@ -285,12 +297,12 @@ def _without_python(mode: str, layout: ReleaseLayout) -> str:
 def command(mode: str, layout: ReleaseLayout, **options: object) -> str:
     """Run the script with the venv's python, the script on stdin (a heredoc).
 
-    Without that python it prints one JSON line still (see ``_without_python``).
+    Without that python it prints one JSON line still (see ``without_python``).
     """
     python = shlex.quote(venv_python(layout))
     body = script(mode, layout, **options)  # type: ignore[arg-type]
     return (f"if [ -x {python} ]; then {python} - <<'{MARK}'\n"
-            f"{body}\n{MARK}\nelse {_without_python(mode, layout)}; fi")
+            f"{body}\n{MARK}\nelse {without_python(mode, layout)}; fi")
 
 
 def command_with_stdin(mode: str, layout: ReleaseLayout, **options: object) -> tuple[str, bytes]:
@@ -299,7 +311,11 @@ def command_with_stdin(mode: str, layout: ReleaseLayout, **options: object) -> t
     What `recover database` uses: the command stays one short line (what a
     --dry-run shows), the script travels as data.
     """
-    python = shlex.quote(venv_python(layout))
     body = script(mode, layout, **options)  # type: ignore[arg-type]
-    return (f"if [ -x {python} ]; then {python} -; else {_without_python(mode, layout)}; fi",
-            body.encode())
+    return stdin_command(mode, layout), body.encode()
+
+
+def stdin_command(mode: str, layout: ReleaseLayout) -> str:
+    """The venv's python running a script read from stdin, or without_python(mode)."""
+    python = shlex.quote(venv_python(layout))
+    return f"if [ -x {python} ]; then {python} -; else {without_python(mode, layout)}; fi"
